@@ -1,0 +1,3 @@
+from rtcxfer.cli import main
+
+main()

@@ -1,0 +1,62 @@
+"""Every failure a user can meet, each with a name, a message and an exit code.
+
+The CLI maps an escaping :class:`RtcxferError` to ``str(error)`` on stderr and
+``error.exit_code``; ``docs/protocol.md`` and the README list the codes.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FAILURE = 1
+    USAGE = 2
+    SERVER_UNREACHABLE = 3
+    NAME_TAKEN = 4
+    PEER_OFFLINE = 5
+    DECLINED = 6
+    NO_ICE_PATH = 7
+    TRANSFER_FAILED = 8
+    INTERRUPTED = 130
+
+
+class RtcxferError(Exception):
+    """Base class: a failure with a message meant for the person at the terminal."""
+
+    exit_code: ExitCode = ExitCode.FAILURE
+
+
+class ServerUnreachable(RtcxferError):
+    exit_code = ExitCode.SERVER_UNREACHABLE
+
+
+class LoginRefused(RtcxferError):
+    """The server refused our login for a reason other than a taken name."""
+
+    exit_code = ExitCode.FAILURE
+
+
+class NameTaken(LoginRefused):
+    exit_code = ExitCode.NAME_TAKEN
+
+
+class PeerOffline(RtcxferError):
+    exit_code = ExitCode.PEER_OFFLINE
+
+
+class PeerDeclined(RtcxferError):
+    exit_code = ExitCode.DECLINED
+
+
+class NoIcePath(RtcxferError):
+    exit_code = ExitCode.NO_ICE_PATH
+
+
+class TransferFailed(RtcxferError):
+    exit_code = ExitCode.TRANSFER_FAILED
+
+
+class Interrupted(RtcxferError):
+    exit_code = ExitCode.INTERRUPTED

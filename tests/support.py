@@ -1,0 +1,130 @@
+"""Test helpers shared by every test area: real CLI subprocesses on loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+RTCXFER = [sys.executable, "-m", "rtcxfer"]
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("RTCXFER_SERVER", None)
+    env.pop("RTCXFER_NAME", None)
+    env.pop("RTCXFER_TOKEN", None)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+class CliProcess:
+    """A running ``rtcxfer`` subprocess whose stdout/stderr are collected in threads."""
+
+    def __init__(self, args: Sequence[str], *, env: dict[str, str] | None = None,
+                 cwd: Path | None = None) -> None:
+        self.args = list(args)
+        self.popen = subprocess.Popen(
+            [*RTCXFER, *self.args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env or cli_env(),
+            cwd=cwd,
+            text=True,
+            start_new_session=True,
+        )
+        self.stdout_lines: list[str] = []
+        self.stderr_lines: list[str] = []
+        self._line_ready = threading.Condition()
+        self._readers = [
+            threading.Thread(target=self._pump, args=(self.popen.stdout, self.stdout_lines),
+                             daemon=True),
+            threading.Thread(target=self._pump, args=(self.popen.stderr, self.stderr_lines),
+                             daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _pump(self, stream, sink: list[str]) -> None:  # type: ignore[no-untyped-def]
+        for line in stream:
+            with self._line_ready:
+                sink.append(line.rstrip("\n"))
+                self._line_ready.notify_all()
+        with self._line_ready:
+            self._line_ready.notify_all()
+
+    def wait_for_line(self, predicate, *, stream: str = "stdout", timeout: float = 20.0) -> str:  # type: ignore[no-untyped-def]
+        """Block until a line of ``stream`` satisfies ``predicate``; return it."""
+        sink = self.stdout_lines if stream == "stdout" else self.stderr_lines
+        seen = 0
+        with self._line_ready:
+            deadline = _monotonic() + timeout
+            while True:
+                for line in sink[seen:]:
+                    if predicate(line):
+                        return line
+                seen = len(sink)
+                remaining = deadline - _monotonic()
+                if remaining <= 0 or (self.popen.poll() is not None and seen == len(sink)
+                                      and not any(r.is_alive() for r in self._readers)):
+                    raise AssertionError(
+                        f"no matching {stream} line from rtcxfer {' '.join(self.args)}\n"
+                        f"stdout:\n{self.stdout}\nstderr:\n{self.stderr}"
+                    )
+                self._line_ready.wait(min(remaining, 0.2))
+
+    @property
+    def stdout(self) -> str:
+        return "\n".join(self.stdout_lines)
+
+    @property
+    def stderr(self) -> str:
+        return "\n".join(self.stderr_lines)
+
+    def wait(self, timeout: float = 60.0) -> int:
+        code = self.popen.wait(timeout)
+        for reader in self._readers:
+            reader.join(5)
+        return code
+
+    def send_signal(self, signum: int) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signum)
+
+    def stop(self) -> None:
+        """Terminate the process group (SIGTERM, then SIGKILL) and reap it."""
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(10)
+        for reader in self._readers:
+            reader.join(5)
+
+
+def _monotonic() -> float:
+    import time
+
+    return time.monotonic()
+
+
+@contextlib.contextmanager
+def running_server(*extra_args: str, env: dict[str, str] | None = None) -> Iterator[tuple[str, CliProcess]]:
+    """Run ``rtcxfer serve --port 0`` on loopback; yield its ws:// URL and the process."""
+    process = CliProcess(["serve", "--host", "127.0.0.1", "--port", "0", *extra_args], env=env)
+    try:
+        first = process.wait_for_line(lambda line: line.startswith(("ws://", "wss://")))
+        yield first.split()[0], process
+    finally:
+        process.stop()
