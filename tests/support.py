@@ -128,3 +128,64 @@ def running_server(*extra_args: str, env: dict[str, str] | None = None) -> Itera
         yield first.split()[0], process
     finally:
         process.stop()
+
+
+def json_events(process: CliProcess, event: str | None = None) -> list[dict]:
+    """The ``--json`` events a process printed so far (optionally only one kind)."""
+    import json
+
+    events = []
+    for line in list(process.stdout_lines):
+        try:
+            parsed = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(parsed, dict) and (event is None or parsed.get("event") == event):
+            events.append(parsed)
+    return events
+
+
+def wait_for_event(process: CliProcess, event: str, *, timeout: float = 30.0,
+                   **fields: object) -> dict:
+    """Block until the process printed the ``--json`` event ``event`` with ``fields``."""
+    import json
+
+    def matches(line: str) -> bool:
+        try:
+            parsed = json.loads(line)
+        except ValueError:
+            return False
+        return (isinstance(parsed, dict) and parsed.get("event") == event
+                and all(parsed.get(key) == value for key, value in fields.items()))
+
+    return json.loads(process.wait_for_line(matches, timeout=timeout))
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def write_random_file(path: Path, size: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as file:
+        remaining = size
+        while remaining:
+            block = min(remaining, 1 << 20)
+            file.write(os.urandom(block))
+            remaining -= block
+    return path
+
+
+def sha256_of(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while block := file.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()

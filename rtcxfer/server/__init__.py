@@ -1,1 +1,5 @@
-"""rtcxfer.server"""
+"""The signaling server behind ``rtcxfer serve`` (docs/server.md)."""
+
+from rtcxfer.server.server import ServerConfig, SignalingServer
+
+__all__ = ["ServerConfig", "SignalingServer"]

@@ -1,0 +1,68 @@
+"""``rtcxfer send``: offer one connection to a peer and send files over it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+
+from rtcxfer.errors import PeerOffline, RtcxferError, TransferFailed
+from rtcxfer.peer.client import ClientOptions, log_in
+from rtcxfer.peer.config import rtc_configuration
+from rtcxfer.peer.session import PeerSession, Role, new_session_id
+from rtcxfer.progress import Output
+from rtcxfer.transfer import TransferReport, collect_sources, send_files
+
+
+async def send(peer: str, paths: Sequence[Path], options: ClientOptions,
+               output: Output) -> TransferReport:
+    """Send ``paths`` to ``peer``; return only when every file was acked with its sha256."""
+    configuration = rtc_configuration(options.ice)
+    sources = await asyncio.to_thread(collect_sources, paths)
+    signaling = await log_in(options, output)
+    session: PeerSession | None = None
+    try:
+        if peer == signaling.name:
+            raise RtcxferError(f"cannot send to yourself ({peer}); name the receiver")
+        if peer not in signaling.users:
+            raise PeerOffline(f"{peer} is not online on {options.server}")
+        session = PeerSession(signaling, peer, new_session_id(), configuration,
+                              role=Role.OFFERER, connect_timeout=options.connect_timeout)
+        _watch_peer(session)
+        output.say(f"connecting to {peer}…")
+        channel = await session.open_channel()
+        code = session.verification_code
+        output.report("verification", f"verification code: {code}",
+                      peer=peer, session=session.session_id, code=code)
+        output.say(f"waiting for {peer} to accept…")
+        report = await session.until(send_files(
+            channel,
+            sources,
+            max_message_size=session.remote_max_message_size,
+            observer=output.observer(peer=peer, session=session.session_id,
+                                     direction="send"),
+        ))
+        output.summary(report, peer=peer, session=session.session_id, direction="send")
+        return report
+    finally:
+        if session is not None:
+            await session.close()
+        await signaling.close()
+
+
+def _watch_peer(session: PeerSession) -> None:
+    """End the session when the server says the peer is gone."""
+    signaling, peer = session.signaling, session.peer
+
+    def on_server_error(message: str) -> None:
+        # The server's only error for a well-formed relay is "that user is not
+        # online"; rtcxfer sends nothing else it could refuse.
+        if peer in message:
+            session.end(PeerOffline(f"{peer} is not online on {signaling.url}"))
+
+    def on_presence(name: str, online: bool) -> None:
+        if name == peer and not online:
+            session.end(TransferFailed(f"{peer} went offline"))
+
+    signaling.on_server_error = on_server_error
+    signaling.on_presence = on_presence

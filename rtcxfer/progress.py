@@ -1,0 +1,182 @@
+"""What ``send``, ``listen``, ``users`` and ``demo`` tell the person or the script.
+
+Three modes: human (messages and tqdm bars on stderr), quiet (errors only) and
+JSON (one event object per line on stdout, nothing else on stdout; the events
+are listed in docs/peer.md). :class:`Output` is the single place that knows
+the mode; :class:`ProgressObserver` implements the transfer API's
+``TransferObserver`` for one transfer.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Sequence
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from rtcxfer.transfer import FileEntry, TransferReport
+
+# --json file_progress events per file and second, at most: enough for a
+# progress display, few enough that a fast transfer does not flood the pipe.
+PROGRESS_EVENTS_PER_SECOND = 4
+BAR_REFRESH_SECONDS = 0.25
+MIB = 1024 * 1024
+
+
+class OutputMode(Enum):
+    HUMAN = "human"
+    QUIET = "quiet"
+    JSON = "json"
+
+
+class Output:
+    """Messages and events of one command run."""
+
+    def __init__(self, mode: OutputMode) -> None:
+        self.mode = mode
+
+    @classmethod
+    def from_flags(cls, *, json_events: bool, quiet: bool) -> Output:
+        if json_events:
+            return cls(OutputMode.JSON)
+        return cls(OutputMode.QUIET if quiet else OutputMode.HUMAN)
+
+    def event(self, event: str, **fields: Any) -> None:
+        """One ``--json`` event (ignored in the other modes)."""
+        if self.mode is OutputMode.JSON:
+            line = json.dumps({"event": event, **fields}, ensure_ascii=False)
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+
+    def say(self, text: str) -> None:
+        """A human message on stderr (ignored with --quiet and --json)."""
+        if self.mode is OutputMode.HUMAN:
+            tqdm.write(text, file=sys.stderr)
+
+    def report(self, event: str, text: str, **fields: Any) -> None:
+        """The same fact as a JSON event or a human line."""
+        self.event(event, **fields)
+        self.say(text)
+
+    def summary(self, report: TransferReport, *, peer: str, session: str, direction: str) -> None:
+        rate = report.bytes / MIB / report.seconds if report.seconds > 0 else 0.0
+        self.event(
+            "summary",
+            ok=report.ok,
+            peer=peer,
+            session=session,
+            direction=direction,
+            files=report.files,
+            bytes=report.bytes,
+            resumed_bytes=report.resumed_bytes,
+            seconds=round(report.seconds, 3),
+            mb_per_s=round(rate, 2),
+        )
+        if not report.ok:
+            return
+        verb = "sent to" if direction == "send" else "received from"
+        resumed = f" ({format_size(report.resumed_bytes)} resumed)" if report.resumed_bytes else ""
+        self.say(
+            f"{report.files} file(s), {format_size(report.bytes)}{resumed} {verb} {peer} "
+            f"in {report.seconds:.1f} s ({rate:.1f} MiB/s)"
+        )
+
+    def observer(self, *, peer: str, session: str, direction: str) -> ProgressObserver:
+        return ProgressObserver(self, peer=peer, session=session, direction=direction)
+
+
+class ProgressObserver:
+    """Progress of one transfer: tqdm bars (human) or file_* events (JSON)."""
+
+    def __init__(self, output: Output, *, peer: str, session: str, direction: str) -> None:
+        self.output = output
+        self.label = f"to {peer}" if direction == "send" else f"from {peer}"
+        self.peer = peer
+        self.session = session
+        self._bars = output.mode is OutputMode.HUMAN
+        self._files: Sequence[FileEntry] = ()
+        self._total_bar: tqdm | None = None
+        self._file_bar: tqdm | None = None
+        self._file_done = 0
+        self._completed_bytes = 0
+        self._last_event = 0.0
+
+    def _fields(self, index: int, entry: FileEntry) -> dict[str, Any]:
+        return {"peer": self.peer, "session": self.session, "index": index,
+                "name": entry.name, "size": entry.size}
+
+    def transfer_started(self, files: Sequence[FileEntry], offsets: Sequence[int]) -> None:
+        self._files = files
+        if self._bars:
+            self._total_bar = _bar(self.label, sum(f.size for f in files))
+            self._total_bar.update(sum(offsets))
+
+    def file_started(self, index: int, entry: FileEntry, offset: int) -> None:
+        self._file_done = offset
+        self.output.event("file_started", offset=offset, **self._fields(index, entry))
+        if self._bars:
+            self._file_bar = _bar(_shorten(entry.name), entry.size, leave=False)
+            self._file_bar.update(offset)
+
+    def file_progress(self, index: int, done: int) -> None:
+        step, self._file_done = done - self._file_done, done
+        if self._file_bar is not None and self._total_bar is not None:
+            self._file_bar.update(step)
+            self._total_bar.update(step)
+            return
+        now = time.monotonic()
+        due = now - self._last_event >= 1 / PROGRESS_EVENTS_PER_SECOND
+        if due and index < len(self._files):
+            self._last_event = now
+            entry = self._files[index]
+            self.output.event("file_progress", bytes=done, **self._fields(index, entry))
+
+    def file_finished(self, index: int, entry: FileEntry, ok: bool, reason: str | None,
+                      path: Path | None) -> None:
+        self.output.event("file_done", ok=ok, reason=reason,
+                          path=str(path) if path is not None else None,
+                          **self._fields(index, entry))
+        if self._file_bar is not None:
+            self._file_bar.close()
+            self._file_bar = None
+        if not ok:
+            self.output.say(f"{entry.name}: {reason}")
+
+    def transfer_finished(self, ok: bool) -> None:
+        if self._file_bar is not None:
+            self._file_bar.close()
+            self._file_bar = None
+        if self._total_bar is not None:
+            self._total_bar.close()
+            self._total_bar = None
+
+
+def _bar(description: str, total: int, *, leave: bool = True) -> tqdm:
+    return tqdm(
+        total=total,
+        desc=description,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        leave=leave,
+        file=sys.stderr,
+        mininterval=BAR_REFRESH_SECONDS,
+        dynamic_ncols=True,
+    )
+
+
+def _shorten(name: str, width: int = 30) -> str:
+    return name if len(name) <= width else "…" + name[-(width - 1):]
+
+
+def format_size(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"

@@ -1,0 +1,97 @@
+"""Running the signaling server as a process: event loop, file limits, signals, TLS, URLs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+import signal
+import ssl
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from rtcxfer.errors import RtcxferError
+from rtcxfer.server.server import ServerConfig, SignalingServer
+
+logger = logging.getLogger("rtcxfer.server")
+
+class ServeError(RtcxferError):
+    """The server cannot start: bad TLS files, address in use, ..."""
+
+
+def load_tls(certfile: Path, keyfile: Path | None) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(certfile, keyfile)
+    except (OSError, ssl.SSLError) as error:
+        raise ServeError(f"cannot load TLS certificate {certfile}: {error}") from error
+    return context
+
+
+def raise_file_limit() -> int:
+    """Raise the open-file limit to its hard maximum (one descriptor per client); return it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            return target
+        except (ValueError, OSError):
+            return soft
+    return soft
+
+
+def run_until_signalled(
+    main: Callable[[], Coroutine[Any, Any, None]],
+) -> None:
+    """Run ``main()`` on uvloop when it is installed, else on the default asyncio loop."""
+    try:
+        import uvloop
+    except ImportError:
+        loop_factory = None
+    else:
+        loop_factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(main())
+
+
+async def serve_until_signalled(
+    config: ServerConfig, announce: Callable[[str, str], None]
+) -> None:
+    """Serve until SIGINT or SIGTERM, then close every connection (1001) and return.
+
+    ``announce(ws_url, page_url)`` is called once the server listens.
+    """
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    server = SignalingServer(config)
+    try:
+        await server.start()
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise ServeError(f"cannot listen on {config.host}:{config.port}: {reason}") from error
+    try:
+        announce(server.url, server.page_url)
+        await stop.wait()
+        logger.info("shutting down (%d online)", len(server.users))
+    finally:
+        await server.close()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+def serve_main(config: ServerConfig) -> None:
+    """``rtcxfer serve``: print the URLs, serve until a signal, exit 0."""
+
+    def announce(ws_url: str, page_url: str) -> None:
+        print(ws_url, flush=True)
+        print(f"open {page_url} in a browser", flush=True)
+
+    limit = raise_file_limit()
+    logger.debug("open file limit %d", limit)
+    if limit < config.max_users + 64:
+        logger.warning("open file limit %d is below --max-users %d", limit, config.max_users)
+    run_until_signalled(lambda: serve_until_signalled(config, announce))

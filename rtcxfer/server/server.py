@@ -1,0 +1,443 @@
+"""The asyncio signaling server: PROTOCOL.md section 1 on top of :mod:`rtcxfer.protocol.signaling`.
+
+Every decision is taken synchronously in :meth:`SignalingServer.receive` as a
+frame arrives; the only coroutine per connection is the websockets handler
+that feeds it. Outgoing frames are encoded once and written straight to each
+recipient's transport (:meth:`SignalingServer.write`), so a broadcast to N
+users costs N buffer appends, not N coroutines, and a recipient that does not
+read never blocks the sender: once its send queue passes a limit it is
+disconnected instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import http
+import importlib.resources
+import logging
+import ssl
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode, Frame, Opcode
+from websockets.http11 import Request, Response
+from websockets.protocol import State
+
+from rtcxfer import __version__
+from rtcxfer.protocol.signaling import (
+    MAX_FRAME_BYTES,
+    Error,
+    InvalidLogin,
+    InvalidMessage,
+    Login,
+    LoginResult,
+    Message,
+    Relay,
+    Relayed,
+    Updata,
+    UserList,
+    encode,
+    parse_client_message,
+    quote,
+)
+from rtcxfer.server.http import (
+    HEALTH_PATH,
+    OriginPolicy,
+    StaticFiles,
+    is_websocket_upgrade,
+    json_response,
+    make_response,
+    single_header,
+    text_response,
+)
+
+logger = logging.getLogger("rtcxfer.server")
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 9090
+# Frames above MAX_FRAME_BYTES but below this get an "error" and the connection
+# lives on; larger ones are not even read: websockets closes with 1009.
+HARD_FRAME_LIMIT = 1024 * 1024
+# Received messages buffered per connection before reading from its socket pauses.
+RECEIVE_QUEUE = 8
+# Connections may exceed max_users by this many (clients that have not logged in yet).
+CONNECTION_SLACK = 256
+NO_SESSION = ""
+_WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Everything ``rtcxfer serve`` can be told; the defaults are the documented ones."""
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    max_users: int = 10_000
+    token: str | None = None
+    ssl_context: ssl.SSLContext | None = None
+    allowed_origins: frozenset[str] = field(default_factory=frozenset)
+    static_root: Path | None = None  # None: the page shipped in rtcxfer/web/static
+    message_rate: float = 100.0  # messages per second per connection, sustained
+    message_burst: int = 200  # messages a connection may send at once
+    max_login_attempts: int = 16
+    max_sessions: int = 256  # (peer, session) pairs tracked per connection
+    send_queue_limit: int = 1024 * 1024  # bytes waiting for a client that does not read
+    ping_interval: float | None = 20.0
+    ping_timeout: float | None = 20.0
+    close_timeout: float = 5.0  # for the closing handshake, before the socket is aborted
+
+
+class Client:
+    """One WebSocket connection and what the server knows about it."""
+
+    __slots__ = (
+        "allowance",
+        "closing",
+        "connection",
+        "last_message",
+        "login_attempts",
+        "name",
+        "sessions",
+        "transport",
+    )
+
+    def __init__(self, connection: ServerConnection, burst: int, now: float) -> None:
+        self.connection = connection
+        self.transport = connection.transport
+        self.name: str | None = None
+        # (peer, session) pairs relayed between this client and a peer, oldest first;
+        # session NO_SESSION stands for "no session field".
+        self.sessions: dict[tuple[Client, str], None] = {}
+        self.allowance = float(burst)
+        self.last_message = now
+        self.login_attempts = 0
+        self.closing = False
+
+    @property
+    def address(self) -> str:
+        address = self.connection.remote_address
+        return f"{address[0]}:{address[1]}" if address else "unknown address"
+
+    @property
+    def label(self) -> str:
+        """How logs name this client: its user name once logged in, else its address."""
+        return quote(self.name) if self.name is not None else self.address
+
+
+def text_frame(payload: bytes) -> bytes:
+    """A complete unmasked server-to-client text frame carrying ``payload``."""
+    return Frame(Opcode.TEXT, payload).serialize(mask=False)
+
+
+class SignalingServer:
+    """The signaling server. Use as ``async with SignalingServer(config) as server:``."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.users: dict[str, Client] = {}  # login order, which userlist keeps
+        self.origins = OriginPolicy(config.allowed_origins, tls=config.ssl_context is not None)
+        self.max_connections = config.max_users + CONNECTION_SLACK
+        self._resources = contextlib.ExitStack()
+        self._static: StaticFiles | None = None
+        self._server: Server | None = None
+        self._background: set[asyncio.Task[None]] = set()
+
+    # Lifecycle
+
+    async def start(self) -> None:
+        static_root = self.config.static_root
+        if static_root is None:
+            package_folder = importlib.resources.files("rtcxfer.web").joinpath("static")
+            static_root = self._resources.enter_context(importlib.resources.as_file(package_folder))
+        self._static = StaticFiles(static_root)
+        self._server = await serve(
+            self.handle,
+            self.config.host,
+            self.config.port,
+            ssl=self.config.ssl_context,
+            process_request=self.process_request,
+            server_header=f"rtcxfer/{__version__}",
+            compression=None,
+            max_size=HARD_FRAME_LIMIT,
+            max_queue=RECEIVE_QUEUE,
+            ping_interval=self.config.ping_interval,
+            ping_timeout=self.config.ping_timeout,
+            close_timeout=self.config.close_timeout,
+        )
+
+    async def close(self) -> None:
+        """Close every connection with 1001 (going away) and stop listening."""
+        if self._server is not None:
+            self._server.close(code=CloseCode.GOING_AWAY, reason="server shutting down")
+            await self._server.wait_closed()
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        self._resources.close()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """``(host, port)`` of every listening socket."""
+        if self._server is None:
+            raise RuntimeError("the server is not started")
+        return [sock.getsockname()[:2] for sock in self._server.sockets]
+
+    @property
+    def url(self) -> str:
+        """``ws://host:port`` (``wss://`` with TLS) of the first listening socket.
+
+        A wildcard address becomes loopback, so the URL always works locally.
+        """
+        host, port = self.addresses[0]
+        host = _WILDCARD_HOSTS.get(host, host)
+        if ":" in host:
+            host = f"[{host}]"
+        scheme = "wss" if self.config.ssl_context is not None else "ws"
+        return f"{scheme}://{host}:{port}"
+
+    @property
+    def page_url(self) -> str:
+        """The browser page's URL: :attr:`url` with the matching http(s) scheme."""
+        return self.url.replace("ws", "http", 1) + "/"
+
+    # HTTP requests and handshakes
+
+    async def process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
+        try:
+            origin = single_header(request.headers, "Origin")
+            host = single_header(request.headers, "Host")
+        except ValueError as error:
+            return text_response(http.HTTPStatus.BAD_REQUEST, str(error))
+        if is_websocket_upgrade(request):
+            if not self.origins.allows(origin, host):
+                logger.info("refused WebSocket from origin %s", quote(origin or ""))
+                return text_response(http.HTTPStatus.FORBIDDEN, "origin not allowed")
+            if self._server is not None and (
+                len(self._server.all_connections) >= self.max_connections
+            ):
+                return text_response(http.HTTPStatus.SERVICE_UNAVAILABLE, "server is full")
+            return None
+        if request.method != "GET":
+            return make_response(
+                http.HTTPStatus.METHOD_NOT_ALLOWED,
+                b"method not allowed\n",
+                "text/plain; charset=utf-8",
+                [("Allow", "GET")],
+            )
+        if request.path.split("?", 1)[0] == HEALTH_PATH:
+            return json_response(http.HTTPStatus.OK, {"status": "ok", "users": len(self.users)})
+        assert self._static is not None, "requests arrive only after start()"
+        return await self._static.respond(request)
+
+    # Connections
+
+    async def handle(self, connection: ServerConnection) -> None:
+        client = Client(connection, self.config.message_burst, asyncio.get_running_loop().time())
+        try:
+            async for frame in connection:
+                if not client.closing:
+                    self.receive(client, frame)
+        except ConnectionClosed:
+            pass
+        finally:
+            self.disconnect(client)
+
+    def receive(self, client: Client, frame: str | bytes) -> None:
+        """Act on one frame from ``client``: every rule of PROTOCOL.md 1.3 starts here."""
+        if not self._within_rate(client):
+            logger.info("closing %s: message rate limit exceeded", client.label)
+            self.close_client(client, CloseCode.POLICY_VIOLATION, "message rate limit exceeded")
+            return
+        try:
+            message = parse_client_message(frame)
+        except InvalidLogin as error:
+            self._refuse_login(client, str(error))
+            return
+        except InvalidMessage as error:
+            self.refuse(client, str(error))
+            return
+        if isinstance(message, Relay):
+            self._relay(client, message)
+        else:
+            self._login(client, message)
+
+    def disconnect(self, client: Client) -> None:
+        """Free the name of a closed connection; tell its peers and everyone else."""
+        name = client.name
+        if name is None or self.users.get(name) is not client:
+            return
+        del self.users[name]
+        client.name = None
+        logger.info("offline %s (%d online)", quote(name), len(self.users))
+        for peer, session in client.sessions:
+            if peer is client or peer.name is None or self.users.get(peer.name) is not peer:
+                continue
+            peer.sessions.pop((client, session), None)
+            self.send(peer, Relayed("leave", name, None, session or None))
+        client.sessions.clear()
+        self.broadcast(self.users.values(), Updata("offline", name))
+
+    def close_client(self, client: Client, code: CloseCode, reason: str) -> None:
+        """Start closing ``client``'s connection; frames it still sends are ignored."""
+        if client.closing:
+            return
+        client.closing = True
+        task = asyncio.get_running_loop().create_task(self._close(client.connection, code, reason))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _close(self, connection: ServerConnection, code: CloseCode, reason: str) -> None:
+        # A client that does not read leaves close() waiting to write: abort it then.
+        try:
+            async with asyncio.timeout(self.config.close_timeout):
+                await connection.close(code, reason)
+        except TimeoutError:
+            connection.transport.abort()
+
+    # Output
+
+    def write(self, client: Client, frame: bytes) -> None:
+        """Queue a complete WebSocket frame for ``client``, or drop a client that does not read.
+
+        Writing to the transport directly is safe: websockets flushes every
+        frame it makes itself before yielding, so frames never interleave,
+        and the state check keeps data from following a close frame.
+        """
+        if client.closing or client.connection.protocol.state is not State.OPEN:
+            return
+        transport = client.transport
+        transport.write(frame)
+        if transport.get_write_buffer_size() > self.config.send_queue_limit:
+            logger.info("closing %s: not reading its messages", client.label)
+            self.close_client(client, CloseCode.POLICY_VIOLATION, "send queue overflow")
+
+    def send(self, client: Client, message: Message) -> None:
+        self.write(client, text_frame(encode(message)))
+
+    def broadcast(self, clients: Iterable[Client], message: Message) -> None:
+        frame = text_frame(encode(message))
+        write = self.write
+        for client in clients:
+            write(client, frame)
+
+    def refuse(self, client: Client, reason: str) -> None:
+        logger.info("refused from %s: %s", client.label, reason)
+        self.send(client, Error(reason))
+
+    # Rules
+
+    def _within_rate(self, client: Client) -> bool:
+        """Token bucket: ``message_rate`` per second sustained, ``message_burst`` at once."""
+        now = asyncio.get_running_loop().time()
+        config = self.config
+        client.allowance = min(
+            float(config.message_burst),
+            client.allowance + (now - client.last_message) * config.message_rate,
+        )
+        client.last_message = now
+        if client.allowance < 1.0:
+            return False
+        client.allowance -= 1.0
+        return True
+
+    def _refuse_login(self, client: Client, reason: str) -> None:
+        logger.info("refused login from %s: %s", client.label, reason)
+        self.send(client, LoginResult(False, reason))
+
+    def _login(self, client: Client, login: Login) -> None:
+        client.login_attempts += 1
+        if client.login_attempts > self.config.max_login_attempts:
+            logger.info("closing %s: too many login attempts", client.label)
+            self.close_client(client, CloseCode.POLICY_VIOLATION, "too many login attempts")
+            return
+        if client.name is not None:
+            self._refuse_login(client, f"already logged in as {quote(client.name)}")
+            return
+        token = self.config.token
+        if token is not None:
+            if login.token is None:
+                self._refuse_login(client, "this server requires an access token")
+                return
+            if not hmac.compare_digest(login.token.encode(), token.encode()):
+                self._refuse_login(client, "wrong access token")
+                return
+        name = login.name
+        if name in self.users:
+            self._refuse_login(client, f"name {quote(name)} is already taken")
+            return
+        if len(self.users) >= self.config.max_users:
+            self._refuse_login(client, f"server is full ({self.config.max_users} users)")
+            return
+        self.broadcast(self.users.values(), Updata("login", name))
+        self.users[name] = client
+        client.name = name
+        logger.info("login %s from %s (%d online)", quote(name), client.address, len(self.users))
+        self.send(client, LoginResult(True))
+        self.send(client, UserList(tuple(self.users)))
+
+    def _relay(self, client: Client, relay: Relay) -> None:
+        sender = client.name
+        if sender is None:
+            self.refuse(client, "not logged in")
+            return
+        target = self.users.get(relay.othername)
+        if target is None:
+            self.refuse(client, f"user {quote(relay.othername)} is not online")
+            return
+        try:
+            payload = encode(Relayed(relay.type, sender, relay.payload, relay.session))
+        except InvalidMessage as error:
+            self.refuse(client, str(error))
+            return
+        if len(payload) > MAX_FRAME_BYTES:
+            # Stamping the sender's name may push a frame just under the limit over it.
+            self.refuse(client, f"message too large to relay (limit {MAX_FRAME_BYTES} bytes)")
+            return
+        self.write(target, text_frame(payload))
+        logger.debug("%s %s -> %s", relay.type, quote(sender), quote(relay.othername))
+        session = relay.session or NO_SESSION
+        if relay.type == "leave":
+            self._forget_sessions(client, target, relay.session)
+        elif target is not client:
+            self._track_session(client, target, session)
+            self._track_session(target, client, session)
+
+    def _track_session(self, owner: Client, peer: Client, session: str) -> None:
+        key = (peer, session)
+        sessions = owner.sessions
+        if key in sessions:
+            return
+        sessions[key] = None
+        if len(sessions) > self.config.max_sessions:
+            # Bounded memory beats a complete record: the oldest pair gets no leave.
+            del sessions[next(iter(sessions))]
+
+    def _forget_sessions(self, client: Client, peer: Client, session: str | None) -> None:
+        if session is not None:
+            client.sessions.pop((peer, session), None)
+            peer.sessions.pop((client, session), None)
+            return
+        for owner, other in ((client, peer), (peer, client)):
+            for key in [key for key in owner.sessions if key[0] is other]:
+                del owner.sessions[key]
+

@@ -1,0 +1,713 @@
+// The page: log in, pick a user, send files, answer incoming offers.
+//
+// All protocol work lives in signaling.js (server), session.js (one
+// RTCPeerConnection per (peer, session)) and transfer.js (rtcxfer/1); this
+// module only wires them to the DOM and turns every failure into a message.
+
+import { defaultSignalingUrl, SignalingClient } from "./signaling.js";
+import { newSessionId, PeerSession, sessionKey } from "./session.js";
+import { FileReceiver, FileSender, PeerDeclined, unsafeNameReason } from "./transfer.js";
+
+const NAME_STORAGE_KEY = "rtcxfer.name";
+const MAX_NAME_LENGTH = 64;
+
+const byId = (id) => document.getElementById(id);
+
+const ui = {
+  status: byId("status"),
+  whoami: byId("whoami"),
+  logoutButton: byId("logout-button"),
+  loginSection: byId("login-section"),
+  loginForm: byId("login-form"),
+  loginName: byId("login-name"),
+  loginButton: byId("login-button"),
+  appSection: byId("app-section"),
+  userList: byId("user-list"),
+  noUsers: byId("no-users"),
+  sendTarget: byId("send-target"),
+  dropZone: byId("drop-zone"),
+  fileInput: byId("file-input"),
+  folderInput: byId("folder-input"),
+  folderLabel: byId("folder-label"),
+  chosenList: byId("chosen-list"),
+  sendButton: byId("send-button"),
+  clearButton: byId("clear-button"),
+  cancelButton: byId("cancel-button"),
+  sendProgress: byId("send-progress"),
+  sendCode: byId("send-code"),
+  sendTotal: byId("send-total"),
+  sendRate: byId("send-rate"),
+  incomingTransfers: byId("incoming-transfers"),
+  receivedList: byId("received-list"),
+  nothingReceived: byId("nothing-received"),
+  log: byId("log"),
+  offerDialog: byId("offer-dialog"),
+  offerSender: byId("offer-sender"),
+  offerSummary: byId("offer-summary"),
+  offerCode: byId("offer-code"),
+  offerFiles: byId("offer-files"),
+  acceptButton: byId("accept-button"),
+  declineButton: byId("decline-button"),
+};
+
+const state = {
+  signaling: null,
+  sessions: new Map(),
+  selectedPeer: null,
+  chosen: [],
+  outgoing: null,
+  // Incoming offers are shown one dialog at a time, in arrival order.
+  dialogQueue: Promise.resolve(),
+};
+
+// ---------------------------------------------------------------- messages
+
+function setStatus(message, kind = "info") {
+  ui.status.textContent = message;
+  ui.status.dataset.kind = kind;
+  log(message, kind);
+}
+
+function log(message, kind = "info") {
+  const entry = document.createElement("li");
+  entry.textContent = `${new Date().toLocaleTimeString()}  ${message}`;
+  entry.dataset.kind = kind;
+  ui.log.prepend(entry);
+  while (ui.log.children.length > 200) {
+    ui.log.lastElementChild.remove();
+  }
+}
+
+function formatBytes(count) {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let value = count;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return unit === 0 ? `${count} B` : `${value.toFixed(1)} ${units[unit]}`;
+}
+
+function formatRate(bytes, startedAt) {
+  const seconds = (performance.now() - startedAt) / 1000;
+  if (seconds <= 0) {
+    return "";
+  }
+  return `${formatBytes(bytes)} at ${formatBytes(bytes / seconds)}/s`;
+}
+
+function filesSummary(files, total) {
+  const noun = files.length === 1 ? "file" : "files";
+  return `${files.length} ${noun} (${formatBytes(total)})`;
+}
+
+// ---------------------------------------------------------------- login
+
+function nameProblem(name) {
+  if (name.length === 0) {
+    return "enter a name";
+  }
+  if (name.length > MAX_NAME_LENGTH) {
+    return `a name has at most ${MAX_NAME_LENGTH} characters`;
+  }
+  for (const char of name) {
+    const code = char.codePointAt(0);
+    if (code < 0x20 || code === 0x7f) {
+      return "a name cannot contain control characters";
+    }
+  }
+  return null;
+}
+
+async function login(event) {
+  event.preventDefault();
+  const name = ui.loginName.value.trim();
+  const problem = nameProblem(name);
+  if (problem !== null) {
+    setStatus(problem, "error");
+    return;
+  }
+  ui.loginButton.disabled = true;
+  setStatus(`logging in as ${name}…`);
+  const signaling = new SignalingClient(defaultSignalingUrl());
+  try {
+    await signaling.login(name);
+  } catch (error) {
+    setStatus(error.message, "error");
+    ui.loginButton.disabled = false;
+    return;
+  }
+  localStorage.setItem(NAME_STORAGE_KEY, name);
+  state.signaling = signaling;
+  wireSignaling(signaling);
+  renderUsers(signaling.users());
+  ui.whoami.textContent = name;
+  ui.whoami.hidden = false;
+  ui.logoutButton.hidden = false;
+  ui.loginSection.hidden = true;
+  ui.appSection.hidden = false;
+  ui.loginButton.disabled = false;
+  document.body.dataset.loggedIn = "true";
+  setStatus(`logged in as ${name}`, "ok");
+}
+
+function logout() {
+  for (const session of state.sessions.values()) {
+    session.close();
+  }
+  state.sessions.clear();
+  if (state.signaling !== null) {
+    state.signaling.close();
+  }
+  showLoggedOut("logged out");
+}
+
+function showLoggedOut(message, kind = "info") {
+  state.signaling = null;
+  state.selectedPeer = null;
+  ui.whoami.hidden = true;
+  ui.logoutButton.hidden = true;
+  ui.loginSection.hidden = false;
+  ui.appSection.hidden = true;
+  delete document.body.dataset.loggedIn;
+  updateSendControls();
+  setStatus(message, kind);
+}
+
+// ---------------------------------------------------------------- users
+
+function wireSignaling(signaling) {
+  let previous = new Set(signaling.users());
+  signaling.addEventListener("users", (event) => {
+    const users = event.detail;
+    const now = new Set(users);
+    for (const name of previous) {
+      if (!now.has(name) && name !== signaling.name) {
+        log(`${name} went offline`);
+      }
+    }
+    for (const name of now) {
+      if (!previous.has(name) && name !== signaling.name) {
+        log(`${name} came online`);
+      }
+    }
+    previous = now;
+    renderUsers(users);
+  });
+  signaling.addEventListener("offer", (event) => onRemoteOffer(event.detail));
+  signaling.addEventListener("answer", (event) => onRemoteAnswer(event.detail));
+  signaling.addEventListener("candidate", (event) => onRemoteCandidate(event.detail));
+  signaling.addEventListener("leave", (event) => onRemoteLeave(event.detail));
+  signaling.addEventListener("server-error", (event) => onServerError(event.detail));
+  signaling.addEventListener("closed", (event) => {
+    // Transfers already connected go on peer to peer; only signaling is gone.
+    showLoggedOut(`${event.detail}: log in again to see who is online`, "error");
+  });
+}
+
+function renderUsers(users) {
+  const me = state.signaling === null ? null : state.signaling.name;
+  const others = users.filter((name) => name !== me);
+  ui.userList.replaceChildren(
+    ...others.map((name) => {
+      const item = document.createElement("li");
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "user";
+      button.textContent = name;
+      button.dataset.name = name;
+      button.dataset.testid = "user";
+      button.setAttribute("aria-pressed", String(name === state.selectedPeer));
+      button.addEventListener("click", () => selectPeer(name));
+      item.append(button);
+      return item;
+    }),
+  );
+  ui.noUsers.hidden = others.length > 0;
+  if (state.selectedPeer !== null && !others.includes(state.selectedPeer)) {
+    ui.sendTarget.textContent = `${state.selectedPeer} (offline)`;
+  }
+  updateSendControls();
+}
+
+function selectPeer(name) {
+  state.selectedPeer = name;
+  ui.sendTarget.textContent = name;
+  for (const button of ui.userList.querySelectorAll("button.user")) {
+    button.setAttribute("aria-pressed", String(button.dataset.name === name));
+  }
+  updateSendControls();
+}
+
+// ---------------------------------------------------------------- choosing files
+
+function chooseFiles(entries) {
+  const known = new Set(state.chosen.map((entry) => entry.name));
+  for (const entry of entries) {
+    const problem = unsafeNameReason(entry.name);
+    if (problem !== null) {
+      setStatus(`cannot send ${entry.name}: ${problem}`, "error");
+      continue;
+    }
+    if (known.has(entry.name)) {
+      continue;
+    }
+    known.add(entry.name);
+    state.chosen.push(entry);
+  }
+  renderChosen();
+}
+
+function renderChosen() {
+  ui.chosenList.replaceChildren(
+    ...state.chosen.map((entry, index) => {
+      const item = document.createElement("li");
+      item.dataset.testid = "chosen-file";
+      item.dataset.index = String(index);
+      const label = document.createElement("span");
+      label.className = "file-name";
+      label.textContent = entry.name;
+      const size = document.createElement("span");
+      size.className = "file-size";
+      size.textContent = formatBytes(entry.file.size);
+      const bar = document.createElement("progress");
+      bar.max = Math.max(entry.file.size, 1);
+      bar.value = 0;
+      bar.setAttribute("aria-label", `progress of ${entry.name}`);
+      entry.progressBar = bar;
+      item.append(label, size, bar);
+      return item;
+    }),
+  );
+  updateSendControls();
+}
+
+function filesFromInput(input) {
+  const entries = Array.from(input.files, (file) => ({
+    file,
+    name: file.webkitRelativePath || file.name,
+  }));
+  input.value = "";
+  return entries;
+}
+
+async function filesFromDrop(dataTransfer) {
+  const roots = Array.from(dataTransfer.items ?? [])
+    .filter((item) => item.kind === "file")
+    .map((item) => (item.webkitGetAsEntry ? item.webkitGetAsEntry() : null));
+  if (roots.length === 0 || roots.includes(null)) {
+    return Array.from(dataTransfer.files, (file) => ({ file, name: file.name }));
+  }
+  const entries = [];
+  for (const root of roots) {
+    await collectEntry(root, entries);
+  }
+  return entries;
+}
+
+async function collectEntry(entry, into) {
+  const name = entry.fullPath.replace(/^\/+/, "");
+  if (entry.isFile) {
+    const file = await new Promise((resolve, reject) => entry.file(resolve, reject));
+    into.push({ file, name });
+    return;
+  }
+  const reader = entry.createReader();
+  // readEntries() returns the directory in batches until an empty one.
+  for (;;) {
+    const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
+    if (batch.length === 0) {
+      return;
+    }
+    for (const child of batch) {
+      await collectEntry(child, into);
+    }
+  }
+}
+
+function updateSendControls() {
+  const online =
+    state.signaling !== null &&
+    state.selectedPeer !== null &&
+    state.signaling.isOnline(state.selectedPeer);
+  const busy = state.outgoing !== null;
+  ui.sendButton.disabled = busy || !online || state.chosen.length === 0;
+  ui.clearButton.disabled = busy || state.chosen.length === 0;
+  ui.cancelButton.hidden = !busy;
+}
+
+// ---------------------------------------------------------------- sending
+
+async function send() {
+  const signaling = state.signaling;
+  const peer = state.selectedPeer;
+  if (signaling === null || peer === null || state.chosen.length === 0) {
+    return;
+  }
+  if (!signaling.isOnline(peer)) {
+    setStatus(`${peer} is not online`, "error");
+    return;
+  }
+  const files = state.chosen;
+  const session = new PeerSession(signaling, peer, newSessionId(), "offerer");
+  state.sessions.set(session.key, session);
+  state.outgoing = { session, peer };
+  updateSendControls();
+  for (const entry of files) {
+    entry.progressBar.value = 0;
+  }
+  ui.sendProgress.hidden = false;
+  ui.sendCode.textContent = "…";
+  ui.sendTotal.max = Math.max(1, files.reduce((sum, entry) => sum + entry.file.size, 0));
+  ui.sendTotal.value = 0;
+  ui.sendRate.textContent = "";
+  setStatus(`connecting to ${peer}…`);
+  try {
+    await session.start();
+    const channel = await session.channel;
+    ui.sendCode.textContent = session.verificationCode();
+    setStatus(`connected to ${peer}, code ${ui.sendCode.textContent}: waiting for ${peer} to accept`);
+    let startedAt = performance.now();
+    const sender = new FileSender(channel, peer, files, {
+      onAccepted: () => {
+        startedAt = performance.now();
+        setStatus(`${peer} accepted: sending ${filesSummary(files, sender.total)}`);
+      },
+      onProgress: ({ index, sent, totalSent }) => {
+        files[index].progressBar.value = sent;
+        ui.sendTotal.value = totalSent;
+        ui.sendRate.textContent = formatRate(totalSent, startedAt);
+      },
+    });
+    await sender.run();
+    setStatus(`sent ${filesSummary(files, sender.total)} to ${peer}: every file verified`, "ok");
+    state.chosen = [];
+    renderChosen();
+  } catch (error) {
+    setStatus(describeFailure(error, session), error instanceof PeerDeclined ? "warn" : "error");
+  } finally {
+    session.close({ notifyPeer: !session.peerLeft });
+    state.sessions.delete(session.key);
+    state.outgoing = null;
+    updateSendControls();
+  }
+}
+
+function describeFailure(error, session) {
+  if (session.cancelled) {
+    return `transfer to ${session.peer} cancelled`;
+  }
+  if (session.peerOffline) {
+    return `${session.peer} is not online`;
+  }
+  if (session.peerLeft && !(error instanceof PeerDeclined)) {
+    return `${session.peer} left before the transfer finished`;
+  }
+  return error.message;
+}
+
+function cancelSend() {
+  if (state.outgoing !== null) {
+    state.outgoing.session.cancelled = true;
+    state.outgoing.session.close();
+  }
+}
+
+// ---------------------------------------------------------------- receiving
+
+function isDescription(value, type) {
+  return value !== null && typeof value === "object" && value.type === type &&
+    typeof value.sdp === "string";
+}
+
+function sessionOf(message) {
+  return typeof message.session === "string" ? message.session : "";
+}
+
+async function onRemoteOffer(message) {
+  const signaling = state.signaling;
+  const peer = message.name;
+  const sessionId = sessionOf(message);
+  if (signaling === null || state.sessions.has(sessionKey(peer, sessionId))) {
+    return;
+  }
+  if (!isDescription(message.offer, "offer")) {
+    log(`ignored a malformed offer from ${peer}`, "error");
+    return;
+  }
+  const session = new PeerSession(signaling, peer, sessionId, "answerer");
+  state.sessions.set(session.key, session);
+  log(`${peer} is connecting to send files…`);
+  try {
+    await session.answer(message.offer);
+    const channel = await session.channel;
+    const code = session.verificationCode();
+    const view = new IncomingView(peer, code);
+    const receiver = new FileReceiver(channel, peer, {
+      decide: (hello) => decideOffer(session, channel, hello, code, view),
+      onProgress: (progress) => view.progress(progress),
+      onFile: (file) => addReceivedFile(peer, file),
+    });
+    const outcome = await receiver.run();
+    if (outcome === "accepted") {
+      view.finish(`received ${filesSummary(receiver.files, receiver.total)}, all verified`);
+      setStatus(`received ${filesSummary(receiver.files, receiver.total)} from ${peer}: every file verified`, "ok");
+    } else {
+      setStatus(`declined the files from ${peer}`);
+    }
+  } catch (error) {
+    const text = session.peerLeft
+      ? `${peer} left before the transfer finished`
+      : `receiving from ${peer} failed: ${error.message}`;
+    setStatus(text, "error");
+  } finally {
+    // The sender closes first; give our last frames (ack, done, decline) time to leave.
+    setTimeout(() => session.close({ notifyPeer: !session.peerLeft }), 2000);
+    state.sessions.delete(session.key);
+  }
+}
+
+function decideOffer(session, channel, hello, code, view) {
+  const decision = state.dialogQueue.then(
+    () => showOfferDialog(session, channel, hello, code),
+  );
+  state.dialogQueue = decision.then(() => undefined);
+  return decision.then((accepted) => {
+    if (accepted) {
+      view.start(hello);
+    }
+    return accepted;
+  });
+}
+
+function showOfferDialog(session, channel, hello, code) {
+  if (channel.readyState !== "open") {
+    log(`${session.peer} withdrew the offer`);
+    return Promise.resolve(false);
+  }
+  ui.offerSender.textContent = session.peer;
+  ui.offerSummary.textContent = filesSummary(hello.files, hello.total);
+  ui.offerCode.textContent = code;
+  ui.offerFiles.replaceChildren(
+    ...hello.files.map((file) => {
+      const item = document.createElement("li");
+      item.dataset.testid = "offer-file";
+      const label = document.createElement("span");
+      label.className = "file-name";
+      label.textContent = file.name;
+      const size = document.createElement("span");
+      size.className = "file-size";
+      size.textContent = formatBytes(file.size);
+      item.append(label, size);
+      return item;
+    }),
+  );
+  return new Promise((resolve) => {
+    const finish = (accepted) => {
+      ui.acceptButton.removeEventListener("click", onAccept);
+      ui.declineButton.removeEventListener("click", onDecline);
+      ui.offerDialog.removeEventListener("cancel", onCancel);
+      channel.removeEventListener("close", onWithdrawn);
+      ui.offerDialog.close();
+      resolve(accepted);
+    };
+    const onAccept = () => finish(true);
+    const onDecline = () => finish(false);
+    const onCancel = (event) => {
+      event.preventDefault();
+      finish(false);
+    };
+    const onWithdrawn = () => {
+      log(`${session.peer} withdrew the offer`);
+      finish(false);
+    };
+    ui.acceptButton.addEventListener("click", onAccept);
+    ui.declineButton.addEventListener("click", onDecline);
+    ui.offerDialog.addEventListener("cancel", onCancel);
+    channel.addEventListener("close", onWithdrawn);
+    ui.offerDialog.showModal();
+    ui.acceptButton.focus();
+  });
+}
+
+/** The progress card of one incoming transfer. */
+class IncomingView {
+  constructor(peer, code) {
+    this.peer = peer;
+    this.code = code;
+    this.root = null;
+  }
+
+  start(hello) {
+    this.startedAt = performance.now();
+    this.root = document.createElement("div");
+    this.root.className = "progress-block";
+    this.root.dataset.testid = "incoming-transfer";
+    const heading = document.createElement("p");
+    heading.append(`From ${this.peer}, code `);
+    const codeLabel = document.createElement("strong");
+    codeLabel.className = "code";
+    codeLabel.dataset.testid = "incoming-code";
+    codeLabel.textContent = this.code;
+    heading.append(codeLabel);
+    this.total = document.createElement("progress");
+    this.total.max = Math.max(1, hello.total);
+    this.total.value = 0;
+    this.total.setAttribute("aria-label", `total received from ${this.peer}`);
+    this.rate = document.createElement("p");
+    this.rate.className = "rate";
+    const list = document.createElement("ul");
+    list.className = "file-list";
+    this.bars = hello.files.map((file) => {
+      const item = document.createElement("li");
+      const label = document.createElement("span");
+      label.className = "file-name";
+      label.textContent = file.name;
+      const bar = document.createElement("progress");
+      bar.max = Math.max(1, file.size);
+      bar.value = 0;
+      bar.setAttribute("aria-label", `progress of ${file.name}`);
+      item.append(label, bar);
+      list.append(item);
+      return bar;
+    });
+    this.root.append(heading, this.total, this.rate, list);
+    ui.incomingTransfers.prepend(this.root);
+  }
+
+  progress({ index, received, totalReceived }) {
+    if (this.root === null) {
+      return;
+    }
+    this.bars[index].value = received;
+    this.total.value = totalReceived;
+    this.rate.textContent = formatRate(totalReceived, this.startedAt);
+  }
+
+  finish(message) {
+    if (this.root !== null) {
+      this.rate.textContent = `${message} (${this.rate.textContent})`;
+    }
+  }
+}
+
+function addReceivedFile(peer, { name, size, sha256, blob }) {
+  const item = document.createElement("li");
+  item.dataset.testid = "received-file";
+  item.dataset.name = name;
+  item.dataset.sha256 = sha256;
+  item.dataset.size = String(size);
+  const label = document.createElement("span");
+  label.className = "file-name";
+  label.textContent = name;
+  const details = document.createElement("span");
+  details.className = "file-size";
+  details.textContent = `${formatBytes(size)} from ${peer}`;
+  const verified = document.createElement("span");
+  verified.className = "verified";
+  verified.textContent = "✓ verified";
+  verified.title = `sha256 ${sha256}`;
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(blob);
+  // A download name cannot hold folders: keep the last component.
+  link.download = name.split("/").pop();
+  link.textContent = "Download";
+  link.dataset.testid = "download";
+  item.append(label, details, verified, link);
+  ui.receivedList.prepend(item);
+  ui.nothingReceived.hidden = true;
+}
+
+// ---------------------------------------------------------------- relayed messages
+
+/** The sessions a relayed `leave` ends: without `session`, every one with that peer. */
+function sessionsFor(message) {
+  const peer = message.name;
+  if (typeof message.session === "string") {
+    const session = state.sessions.get(sessionKey(peer, message.session));
+    return session === undefined ? [] : [session];
+  }
+  return [...state.sessions.values()].filter((session) => session.peer === peer);
+}
+
+async function onRemoteAnswer(message) {
+  const session = state.sessions.get(sessionKey(message.name, sessionOf(message)));
+  if (session === undefined || session.role !== "offerer") {
+    return;
+  }
+  if (!isDescription(message.answer, "answer")) {
+    session.fail(`${message.name} sent a malformed answer`);
+    return;
+  }
+  try {
+    await session.acceptAnswer(message.answer);
+  } catch (error) {
+    session.fail(`cannot use the answer of ${message.name}: ${error.message}`);
+  }
+}
+
+function onRemoteCandidate(message) {
+  const session = state.sessions.get(sessionKey(message.name, sessionOf(message)));
+  if (session !== undefined) {
+    session.addRemoteCandidate(message.candidate);
+  }
+}
+
+function onRemoteLeave(message) {
+  for (const session of sessionsFor(message)) {
+    session.peerLeft = true;
+    session.close({ notifyPeer: false });
+  }
+}
+
+function onServerError(text) {
+  // A relay to a user who went offline comes back as an error naming them.
+  const outgoing = state.outgoing;
+  if (outgoing !== null && !outgoing.session.connected && text.includes(outgoing.peer)) {
+    outgoing.session.peerOffline = true;
+    outgoing.session.close({ notifyPeer: false });
+    return;
+  }
+  log(`server: ${text}`, "error");
+}
+
+// ---------------------------------------------------------------- start-up
+
+function start() {
+  ui.loginName.value = localStorage.getItem(NAME_STORAGE_KEY) ?? "";
+  ui.loginForm.addEventListener("submit", login);
+  ui.logoutButton.addEventListener("click", logout);
+  ui.fileInput.addEventListener("change", () => chooseFiles(filesFromInput(ui.fileInput)));
+  ui.folderInput.addEventListener("change", () => chooseFiles(filesFromInput(ui.folderInput)));
+  if (!("webkitdirectory" in ui.folderInput)) {
+    ui.folderLabel.hidden = true;
+  }
+  ui.sendButton.addEventListener("click", send);
+  ui.clearButton.addEventListener("click", () => {
+    state.chosen = [];
+    renderChosen();
+  });
+  ui.cancelButton.addEventListener("click", cancelSend);
+  ui.dropZone.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    ui.dropZone.classList.add("dragging");
+  });
+  ui.dropZone.addEventListener("dragleave", () => ui.dropZone.classList.remove("dragging"));
+  ui.dropZone.addEventListener("drop", async (event) => {
+    event.preventDefault();
+    ui.dropZone.classList.remove("dragging");
+    try {
+      chooseFiles(await filesFromDrop(event.dataTransfer));
+    } catch (error) {
+      setStatus(`cannot read the dropped files: ${error.message}`, "error");
+    }
+  });
+  if (typeof RTCPeerConnection === "undefined") {
+    setStatus("this browser has no WebRTC data channels: rtcxfer cannot work here", "error");
+    ui.loginButton.disabled = true;
+  }
+  document.body.dataset.ready = "true";
+}
+
+start();

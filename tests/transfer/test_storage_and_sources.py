@@ -1,0 +1,173 @@
+"""Part files, resume offsets, placing files, and collecting what to send: real disk."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from rtcxfer.protocol.transfer import FileEntry
+from rtcxfer.transfer import SourceError, collect_sources
+from rtcxfer.transfer.storage import DownloadFolder, StorageError, numbered_name, part_names
+
+ENTRY = FileEntry("sub/file.bin", 1000, 1_700_000_000.25)
+
+
+def plant_part(root: Path, entry: FileEntry, content: bytes, **sidecar: object) -> Path:
+    *folders, leaf = entry.name.split("/")
+    folder = root.joinpath(*folders)
+    folder.mkdir(parents=True, exist_ok=True)
+    part, meta = part_names(leaf)
+    (folder / part).write_bytes(content)
+    recorded = {"size": entry.size, "mtime": entry.mtime} | sidecar
+    (folder / meta).write_text(json.dumps(recorded))
+    return folder / part
+
+
+def test_part_names_are_hidden_and_bounded() -> None:
+    assert part_names("a.pdf") == (".a.pdf.rtcxfer-part", ".a.pdf.rtcxfer-part.json")
+    part, meta = part_names("é" * 127)
+    assert len(meta.encode()) <= 255 and part.endswith(".rtcxfer-part")
+
+
+@pytest.mark.parametrize(("leaf", "numbered"), [
+    ("report.pdf", "report (3).pdf"), ("archive.tar.gz", "archive (3).tar.gz"),
+    ("Makefile", "Makefile (3)"), (".bashrc", ".bashrc (3)"),
+])
+def test_numbered_names(leaf: str, numbered: str) -> None:
+    assert numbered_name(leaf, 3) == numbered
+
+
+def test_held_offset_needs_same_size_and_mtime(tmp_path: Path) -> None:
+    folder = DownloadFolder(tmp_path)
+    assert folder.held_offset(ENTRY) == 0
+    plant_part(tmp_path, ENTRY, b"x" * 300)
+    assert folder.held_offset(ENTRY) == 300
+    assert folder.held_offset(FileEntry(ENTRY.name, 999, ENTRY.mtime)) == 0
+    assert folder.held_offset(FileEntry(ENTRY.name, 1000, 5.0)) == 0
+    plant_part(tmp_path, ENTRY, b"x" * 1001)
+    assert folder.held_offset(ENTRY) == 0
+
+
+def test_held_offset_ignores_symlinked_parts_and_folders(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    plant_part(outside, ENTRY, b"y" * 10)
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "sub").symlink_to(outside / "sub")
+    assert DownloadFolder(root).held_offset(ENTRY) == 0
+
+
+def test_resumed_part_is_rehashed_and_completed(tmp_path: Path) -> None:
+    content = os.urandom(1000)
+    plant_part(tmp_path, ENTRY, content[:400] + b"junk past the offset")
+    folder = DownloadFolder(tmp_path)
+    part = folder.open_part(ENTRY, 400)
+    part.write([content[400:700], content[700:]])
+    final = part.finish(hashlib.sha256(content).hexdigest(), ENTRY.mtime, overwrite=False)
+    assert final == tmp_path / "sub" / "file.bin"
+    assert final.read_bytes() == content
+    assert final.stat().st_mtime == ENTRY.mtime
+    assert sorted(path.name for path in (tmp_path / "sub").iterdir()) == ["file.bin"]
+
+
+def test_wrong_hash_removes_the_part(tmp_path: Path) -> None:
+    part = DownloadFolder(tmp_path).open_part(ENTRY, 0)
+    part.write([b"z" * 1000])
+    with pytest.raises(StorageError, match="sha256 mismatch") as failure:
+        part.finish("0" * 64, None, overwrite=False)
+    assert not failure.value.keep_part
+    assert list((tmp_path / "sub").iterdir()) == []
+
+
+def test_closed_part_is_kept_for_resume(tmp_path: Path) -> None:
+    folder = DownloadFolder(tmp_path)
+    part = folder.open_part(ENTRY, 0)
+    part.write([b"k" * 250])
+    part.close()
+    assert folder.held_offset(ENTRY) == 250
+
+
+def test_overwrite_onto_a_folder_fails_and_keeps_the_part(tmp_path: Path) -> None:
+    (tmp_path / "sub" / "file.bin").mkdir(parents=True)
+    (tmp_path / "sub" / "file.bin" / "inside").write_text("keep me")
+    folder = DownloadFolder(tmp_path)
+    part = folder.open_part(FileEntry(ENTRY.name, 0, None), 0)
+    with pytest.raises(StorageError, match="is a folder") as failure:
+        part.finish(hashlib.sha256(b"").hexdigest(), None, overwrite=True)
+    assert failure.value.keep_part
+    assert (tmp_path / "sub" / "file.bin" / "inside").read_text() == "keep me"
+
+
+def test_without_overwrite_an_existing_folder_gets_a_numbered_file(tmp_path: Path) -> None:
+    (tmp_path / "sub" / "file.bin").mkdir(parents=True)
+    part = DownloadFolder(tmp_path).open_part(FileEntry(ENTRY.name, 0, None), 0)
+    final = part.finish(hashlib.sha256(b"").hexdigest(), None, overwrite=False)
+    assert final == tmp_path / "sub" / "file (1).bin"
+
+
+def test_a_file_where_a_folder_should_be_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "sub").write_text("a file, not a folder")
+    with pytest.raises(StorageError, match="symlink or not a folder"):
+        DownloadFolder(tmp_path).open_part(ENTRY, 0)
+
+
+# collect_sources --------------------------------------------------------------------
+
+
+def test_collects_files_and_folders_with_their_names(tmp_path: Path) -> None:
+    (tmp_path / "album" / "disc 1").mkdir(parents=True)
+    (tmp_path / "album" / "disc 1" / "track.flac").write_bytes(b"123")
+    (tmp_path / "album" / "cover.jpg").write_bytes(b"")
+    (tmp_path / "note.txt").write_bytes(b"hi")
+    os.mkfifo(tmp_path / "album" / "pipe")
+    (tmp_path / "album" / "loop").symlink_to(tmp_path / "album")
+    (tmp_path / "album" / "linked.txt").symlink_to(tmp_path / "note.txt")
+    (tmp_path / "album" / "dangling").symlink_to(tmp_path / "missing")
+
+    sources = collect_sources([tmp_path / "album", tmp_path / "note.txt"])
+
+    assert [(source.entry.name, source.entry.size) for source in sources] == [
+        ("album/cover.jpg", 0), ("album/disc 1/track.flac", 3), ("album/linked.txt", 2),
+        ("note.txt", 2),
+    ]
+    assert sources[1].path == tmp_path / "album" / "disc 1" / "track.flac"
+    assert sources[1].entry.mtime == (tmp_path / "album" / "disc 1" / "track.flac").stat(
+        ).st_mtime
+
+
+def test_current_folder_is_sent_under_its_real_name(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "here").mkdir()
+    (tmp_path / "here" / "a").write_bytes(b"a")
+    monkeypatch.chdir(tmp_path / "here")
+    assert [source.entry.name for source in collect_sources([Path(".")])] == ["here/a"]
+
+
+@pytest.mark.parametrize(("setup", "complaint"), [
+    ("missing", "no such file or folder"),
+    ("clash", "would both arrive as"),
+    ("fifo", "not a regular file"),
+    ("reserved", "reserved device name"),
+])
+def test_unsendable_paths_raise_source_error(tmp_path: Path, setup: str,
+                                             complaint: str) -> None:
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    paths = [tmp_path / "nothing-here"]
+    if setup == "clash":
+        (one / "same.txt").write_text("1")
+        (two / "same.txt").write_text("2")
+        paths = [one / "same.txt", two / "same.txt"]
+    elif setup == "fifo":
+        os.mkfifo(one / "pipe")
+        paths = [one / "pipe"]
+    elif setup == "reserved":
+        (one / "CON").write_text("x")
+        paths = [one]
+    with pytest.raises(SourceError, match=complaint):
+        collect_sources(paths)
