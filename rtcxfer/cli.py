@@ -89,17 +89,19 @@ def serve(host: str, port: int, max_users: int, token: str | None, certfile: Pat
 def _peer_options(command: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--server", envvar="RTCXFER_SERVER", default="ws://127.0.0.1:9090",
-                     show_default=True, help="Signaling server URL."),
-        click.option("--name", envvar="RTCXFER_NAME", default=None,
+                     show_default=True, show_envvar=True, help="Signaling server URL."),
+        click.option("--name", envvar="RTCXFER_NAME", default=None, show_envvar=True,
                      help="Name to log in with (default: the OS user name)."),
-        click.option("--token", envvar="RTCXFER_TOKEN", default=None,
+        click.option("--token", envvar="RTCXFER_TOKEN", default=None, show_envvar=True,
                      help="Access token, for a server started with one."),
         click.option("--stun", multiple=True, metavar="URL",
                      help="STUN server (repeatable; default: none)."),
         click.option("--turn", multiple=True, metavar="URL",
                      help="TURN server (repeatable; default: none)."),
         click.option("--turn-user", default=None, help="TURN user name."),
-        click.option("--turn-password", default=None, help="TURN password."),
+        click.option("--turn-password", envvar="RTCXFER_TURN_PASSWORD", default=None,
+                     show_envvar=True,
+                     help="TURN password (the variable keeps it out of `ps`)."),
         click.option("--connect-timeout", type=click.FloatRange(min=1), default=30.0,
                      show_default=True, metavar="SECONDS",
                      help="Give up on reaching a peer after this long."),
@@ -164,8 +166,8 @@ def listen(download_dir: Path, assume_yes: bool, allowed_senders: tuple[str, ...
                             allowed_senders=frozenset(allowed_senders), overwrite=overwrite,
                             interactive=sys.stdin.isatty())
     listener = Listener(client, options, output)
-    return run_peer_command(listener.run, output,
-                            exit_codes={signal.SIGTERM: ExitCode.OK})  # type: ignore[return-value]
+    stopped = run_peer_command(listener.run, output, exit_codes={signal.SIGTERM: ExitCode.OK})
+    return stopped if isinstance(stopped, ExitCode) else ExitCode.OK
 
 
 @cli.command()

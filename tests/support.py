@@ -120,7 +120,9 @@ def _monotonic() -> float:
 
 
 @contextlib.contextmanager
-def running_server(*extra_args: str, env: dict[str, str] | None = None) -> Iterator[tuple[str, CliProcess]]:
+def running_server(
+    *extra_args: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, CliProcess]]:
     """Run ``rtcxfer serve --port 0`` on loopback; yield its ws:// URL and the process."""
     process = CliProcess(["serve", "--host", "127.0.0.1", "--port", "0", *extra_args], env=env)
     try:

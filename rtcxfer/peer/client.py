@@ -31,18 +31,21 @@ def default_name() -> str:
         return FALLBACK_NAME
 
 
-async def log_in(options: ClientOptions, output: Output) -> SignalingClient:
+async def log_in(options: ClientOptions, output: Output, *,
+                 vary_default_name: bool = False) -> SignalingClient:
     """Connect and log in under ``options.name`` or, when none was given, the OS user name.
 
-    A defaulted name that is taken (typically by the same user's own ``listen``)
-    is retried once with a random suffix; an explicit name never is.
+    With ``vary_default_name`` (``send``: nobody addresses a sender by name), a
+    defaulted name that is taken, typically by the same user's own ``listen``,
+    is retried once with a random suffix. An explicit name never is, nor a
+    listener's: people send to it by that name.
     """
     name = options.name or default_name()
     client = SignalingClient(options.server, name, token=options.token)
     try:
         await client.connect()
     except NameTaken:
-        if options.name is not None:
+        if options.name is not None or not vary_default_name:
             raise
         client = SignalingClient(
             options.server, f"{name}-{secrets.token_hex(2)}", token=options.token
@@ -72,6 +75,11 @@ async def list_users(options: ClientOptions) -> list[str]:
     )
     await client.connect()
     try:
-        return [user for user in client.users if user != client.name]
+        return [user for user in client.users if not is_users_probe(user)]
     finally:
         await client.close()
+
+
+def is_users_probe(name: str) -> bool:
+    """A name ``rtcxfer users`` logs in with for a moment; not worth showing anyone."""
+    return name.startswith(USERS_NAME_PREFIX)

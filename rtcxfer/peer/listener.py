@@ -22,7 +22,7 @@ from typing import Any
 from aiortc import RTCDataChannel
 
 from rtcxfer.errors import LoginRefused, RtcxferError, ServerUnreachable, TransferFailed
-from rtcxfer.peer.client import ClientOptions, log_in
+from rtcxfer.peer.client import ClientOptions, is_users_probe, log_in
 from rtcxfer.peer.config import rtc_configuration
 from rtcxfer.peer.session import DATA_CHANNEL_LABEL, PeerSession, Role
 from rtcxfer.peer.signaling import Signal, SignalingClient
@@ -69,7 +69,13 @@ class Listener:
 
     async def run(self) -> None:
         """Log in and serve offers until cancelled; only the first login may fail."""
-        self.options.download_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.options.download_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise RtcxferError(
+                f"cannot use {self.options.download_dir} as the download folder: "
+                f"{error.strerror or error}"
+            ) from error
         await self._log_in()
         self.ready.set()
         try:
@@ -88,7 +94,8 @@ class Listener:
         signaling.on_new_offer = self._on_offer
         signaling.on_presence = self._on_presence
         self.signaling = signaling
-        others = [user for user in signaling.users if user != signaling.name]
+        others = [user for user in signaling.users
+                  if user != signaling.name and not is_users_probe(user)]
         self.output.event("users", users=others)
         self.output.say("online: " + (", ".join(others) if others else "nobody else"))
         self.output.say(f"receiving into {self.options.download_dir}")
@@ -107,6 +114,8 @@ class Listener:
             delay = min(delay * 2, RECONNECT_MAX_DELAY)
 
     def _on_presence(self, name: str, online: bool) -> None:
+        if is_users_probe(name):
+            return
         if online:
             self.output.report("user_joined", f"+ {name}", name=name)
         else:

@@ -19,7 +19,10 @@ async def send(peer: str, paths: Sequence[Path], options: ClientOptions,
     """Send ``paths`` to ``peer``; return only when every file was acked with its sha256."""
     configuration = rtc_configuration(options.ice)
     sources = await asyncio.to_thread(collect_sources, paths)
-    signaling = await log_in(options, output)
+    if not sources:
+        # rtcxfer/1 carries files, not folders: an empty tree would arrive as nothing.
+        raise RtcxferError("nothing to send: the folders given hold no files")
+    signaling = await log_in(options, output, vary_default_name=True)
     session: PeerSession | None = None
     try:
         if peer == signaling.name:
@@ -55,9 +58,10 @@ def _watch_peer(session: PeerSession) -> None:
     signaling, peer = session.signaling, session.peer
 
     def on_server_error(message: str) -> None:
-        # The server's only error for a well-formed relay is "that user is not
-        # online"; rtcxfer sends nothing else it could refuse.
-        if peer in message:
+        # PROTOCOL.md: a relay to a user who is not online gets an error naming
+        # that user. Its wording is the server's; rtcxfer's says "not online".
+        wording = message.lower()
+        if peer in message and ("online" in wording or "offline" in wording):
             session.end(PeerOffline(f"{peer} is not online on {signaling.url}"))
 
     def on_presence(name: str, online: bool) -> None:

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
@@ -68,7 +70,8 @@ class SignalingClient:
         """Open the WebSocket and log in; raise ServerUnreachable, NameTaken, LoginRefused."""
         try:
             self._websocket = await asyncio.wait_for(
-                connect(self.url, open_timeout=LOGIN_TIMEOUT, max_size=2**20),
+                connect(self.url, open_timeout=LOGIN_TIMEOUT, max_size=2**20,
+                        **_proxy_settings(self.url)),
                 LOGIN_TIMEOUT,
             )
         except InvalidURI as error:
@@ -85,8 +88,10 @@ class SignalingClient:
                 f"the signaling server at {self.url} did not answer the login"
             ) from error
         except ConnectionClosed as error:
+            reason = error.rcvd.reason if error.rcvd is not None and error.rcvd.reason else ""
             raise ServerUnreachable(
                 f"the signaling server at {self.url} closed the connection during login"
+                + (f": {reason}" if reason else "")
             ) from error
         except BaseException:
             await self._websocket.close()
@@ -252,6 +257,20 @@ def _decode(frame: str | bytes) -> dict[str, Any] | None:
         logger.debug("ignoring a non-JSON frame from the signaling server")
         return None
     return message if isinstance(message, dict) else None
+
+
+def _proxy_settings(url: str) -> dict[str, Any]:
+    """No proxy for a server on this machine, whatever HTTPS_PROXY says.
+
+    websockets honours the proxy environment variables, and without NO_PROXY a
+    proxy would be asked to reach 127.0.0.1, its own loopback, not ours.
+    """
+    host = urlsplit(url).hostname or ""
+    try:
+        local = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        local = False
+    return {"proxy": None} if local else {}
 
 
 def _means_taken(reason: str) -> bool:

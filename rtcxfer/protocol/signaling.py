@@ -250,7 +250,7 @@ def parse_server_message(frame: str | bytes | bytearray | memoryview) -> ServerM
     if kind == "updata":
         action = data.get("action")
         name = data.get("name")
-        if action not in UPDATA_ACTIONS:
+        if not isinstance(action, str) or action not in UPDATA_ACTIONS:
             raise InvalidMessage('updata "action" must be "login" or "offline"')
         if not isinstance(name, str):
             raise InvalidMessage('updata needs a "name" string')

@@ -69,6 +69,9 @@ HARD_FRAME_LIMIT = 1024 * 1024
 RECEIVE_QUEUE = 8
 # Connections may exceed max_users by this many (clients that have not logged in yet).
 CONNECTION_SLACK = 256
+# Pending TCP connections the kernel queues (capped by net.core.somaxconn): a login
+# storm of thousands of clients must not overflow it into SYN retransmits.
+LISTEN_BACKLOG = 4096
 NO_SESSION = ""
 _WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 
@@ -170,6 +173,7 @@ class SignalingServer:
             ping_interval=self.config.ping_interval,
             ping_timeout=self.config.ping_timeout,
             close_timeout=self.config.close_timeout,
+            backlog=LISTEN_BACKLOG,
         )
 
     async def close(self) -> None:
@@ -298,13 +302,19 @@ class SignalingServer:
         self.broadcast(self.users.values(), Updata("offline", name))
 
     def close_client(self, client: Client, code: CloseCode, reason: str) -> None:
-        """Start closing ``client``'s connection; frames it still sends are ignored."""
+        """Close ``client``'s connection and log it out now, whatever its socket does.
+
+        Frames it still sends are ignored. Safe in the middle of a broadcast:
+        the logout runs right after the current callback.
+        """
         if client.closing:
             return
         client.closing = True
-        task = asyncio.get_running_loop().create_task(self._close(client.connection, code, reason))
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self._close(client.connection, code, reason))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        loop.call_soon(self.disconnect, client)
 
     async def _close(self, connection: ServerConnection, code: CloseCode, reason: str) -> None:
         # A client that does not read leaves close() waiting to write: abort it then.

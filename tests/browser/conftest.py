@@ -48,9 +48,9 @@ def stock_browser(playwright: Playwright) -> Iterator[Browser]:
 
 @pytest.fixture
 def server() -> Iterator[Server]:
-    with running_server() as (ws_url, _process):
+    with running_server() as (ws_url, process):
         http_url = "http" + ws_url.removeprefix("ws").rstrip("/") + "/"
-        yield Server(ws_url=ws_url, http_url=http_url)
+        yield Server(ws_url=ws_url, http_url=http_url, process=process)
 
 
 def _open_peers(browser: Browser, server: Server) -> Iterator[PeerFactory]:

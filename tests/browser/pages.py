@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page
+from support import CliProcess
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -102,6 +103,7 @@ def sha256_hex(data: bytes) -> str:
 class Server:
     ws_url: str
     http_url: str
+    process: CliProcess
 
 
 class PeerFactory:

@@ -188,3 +188,31 @@ def test_stock_chromium_with_mdns_candidates_reaches_the_cli(stock_peers: PeerFa
     page.page.click("#send-button")
     assert page.wait_for_status("ok").startswith("sent 1 file")
     assert (inbox / "through-mdns.bin").read_bytes() == data
+
+
+def test_two_cli_senders_at_once_get_one_dialog_each(peers: PeerFactory,
+                                                     cli_processes: list[CliProcess],
+                                                     tmp_path: Path) -> None:
+    page = peers.open("web")
+    payloads = {f"from-{sender}.bin": os.urandom(200_000) for sender in ("one", "two")}
+    for name, data in payloads.items():
+        (tmp_path / name).write_bytes(data)
+        sender_name = name.removeprefix("from-").removesuffix(".bin")
+        cli_processes.append(CliProcess(["send", "--server", peers.server.ws_url, "--name",
+                                         sender_name, "--json", "web", str(tmp_path / name)]))
+    senders_seen: list[str] = []
+    for _ in payloads:
+        # The next dialog: open, and for a sender not answered yet.
+        page.page.wait_for_function(
+            """seen => document.querySelector("#offer-dialog").open &&
+                      !seen.includes(document.querySelector("#offer-sender").textContent)""",
+            arg=senders_seen,
+        )
+        senders_seen.append(page.page.text_content("#offer-sender") or "")
+        page.page.click("#accept-button")
+    assert sorted(senders_seen) == ["one", "two"]
+    for process in cli_processes:
+        assert process.wait(CLI_TIMEOUT) == ExitCode.OK, process.stderr
+    for name, data in payloads.items():
+        item = page.page.locator(f"#received-list li[data-name='{name}']")
+        assert item.get_attribute("data-sha256") == sha256_hex(data)

@@ -1,4 +1,4 @@
-"""The page against a sender that lies: a wrong sha256, a name that climbs out."""
+"""The page against misbehaving peers: a wrong sha256, a hostile name, a vanishing receiver."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from browser.pages import BrowserPeer, PeerFactory
 from support import cli_env
+from websockets.sync.client import connect
 
 pytestmark = pytest.mark.browser
 
@@ -70,3 +71,17 @@ def test_name_climbing_out_is_refused_before_any_question(peers: PeerFactory,
     assert answers[0]["type"] == "error"
     assert "../escape.txt" in answers[0]["message"]
     assert not page.page.is_visible("#offer-dialog")
+
+
+def test_receiver_that_vanishes_before_answering_is_reported(peers: PeerFactory) -> None:
+    page = peers.open("web")
+    with connect(peers.server.ws_url) as ghost:
+        ghost.send(json.dumps({"type": "login", "name": "ghost"}))
+        page.pick_user("ghost")
+        page.choose_files([("never.txt", b"never delivered")])
+        page.page.click("#send-button")
+        while json.loads(ghost.recv(timeout=PROCESS_TIMEOUT_S))["type"] != "offer":
+            pass
+    # The server tells the page with `leave`; the page says who is gone.
+    assert page.wait_for_status("error") == "ghost left before the transfer finished"
+    page.wait_for_user("ghost", online=False)

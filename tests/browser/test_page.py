@@ -147,3 +147,10 @@ def test_decline_from_the_page_is_reported_to_the_sender(peers: PeerFactory) -> 
     assert bob.page.locator("#received-list li").count() == 0
     # The sender may try again at once: the page is not left busy.
     alice.page.wait_for_selector("#send-button:not([disabled])")
+
+
+def test_losing_the_signaling_server_is_reported(peers: PeerFactory) -> None:
+    alice = peers.open("alice")
+    peers.server.process.stop()
+    assert "disconnected from the signaling server" in alice.wait_for_status("error")
+    assert alice.page.is_visible("#login-form")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from support import CliProcess, free_port, json_events, wait_for_event
+from support import CliProcess, cli_env, free_port, json_events, running_server, wait_for_event
 
 Start = Callable[..., CliProcess]
 TIMEOUT = 90.0
@@ -51,6 +51,13 @@ def test_missing_source_fails_before_connecting(tmp_path: Path, send: Start) -> 
     assert not json_events(process, "connected")
 
 
+def test_empty_folder_is_nothing_to_send(tmp_path: Path, send: Start) -> None:
+    (tmp_path / "empty" / "inner").mkdir(parents=True)
+    process = send("alice", "bob", tmp_path / "empty")
+    assert process.wait(TIMEOUT) == 1
+    assert "nothing to send" in process.stderr
+
+
 def test_listener_without_terminal_or_yes_declines(tmp_path: Path, listen: Start,
                                                    send: Start) -> None:
     (tmp_path / "f").write_text("x")
@@ -84,3 +91,29 @@ def test_users_lists_everyone_but_itself(tmp_path: Path, listen: Start, run: Sta
     assert scripted.wait(TIMEOUT) == 0
     (users,) = json_events(scripted, "users")
     assert users["users"] == ["bob", "carol"]
+
+
+def test_server_with_a_token(tmp_path: Path, run: Start) -> None:
+    with running_server("--token", "s3cret") as (url, _server):
+        refused = run("users", "--server", url, "--json")
+        assert_fails(refused, 1, "requires an access token")
+        wrong = run("users", "--server", url, "--token", "guess", "--json")
+        assert_fails(wrong, 1, "wrong access token")
+        allowed = CliProcess(["users", "--server", url], env=cli_env(RTCXFER_TOKEN="s3cret"))
+        try:
+            assert allowed.wait(TIMEOUT) == 0, allowed.stderr
+        finally:
+            allowed.stop()
+
+
+def test_listener_tells_a_person_who_comes_and_goes(tmp_path: Path, run: Start,
+                                                    server: str) -> None:
+    listener = run("listen", "--server", server, "--name", "bob", "--dir", str(tmp_path))
+    listener.wait_for_line(lambda line: line == "online: nobody else", stream="stderr")
+    visitor = run("listen", "--server", server, "--name", "carol", "--dir", str(tmp_path),
+                  "--json")
+    wait_for_event(visitor, "users", users=["bob"])
+    listener.wait_for_line(lambda line: line == "+ carol", stream="stderr")
+    visitor.stop()
+    listener.wait_for_line(lambda line: line == "- carol", stream="stderr")
+    assert listener.stdout_lines == []

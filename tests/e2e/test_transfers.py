@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 from collections.abc import Callable
 from pathlib import Path
 
@@ -107,3 +108,35 @@ def test_same_name_twice_is_not_overwritten(tmp_path: Path, listen: Start, send:
 
     assert (inbox / "notes.txt").read_text() == "first"
     assert (inbox / "notes (1).txt").read_text() == "second"
+
+
+def test_overwrite_replaces_an_existing_file(tmp_path: Path, listen: Start, send: Start) -> None:
+    source = tmp_path / "out" / "notes.txt"
+    source.parent.mkdir()
+    source.write_text("new")
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    (inbox / "notes.txt").write_text("old")
+    listen("bob", inbox, "--yes", "--overwrite")
+
+    assert_sent(send("alice", "bob", source))
+
+    assert (inbox / "notes.txt").read_text() == "new"
+    assert sorted(p.name for p in inbox.iterdir()) == ["notes.txt"]
+
+
+def test_default_sender_name_steps_aside_for_the_users_own_listener(
+        tmp_path: Path, listen: Start, run: Start, server: str) -> None:
+    user = getpass.getuser()
+    source = tmp_path / "out" / "mine.txt"
+    source.parent.mkdir()
+    source.write_text("to myself")
+    inbox = tmp_path / "in"
+    listen(user, inbox, "--yes")
+
+    sender = run("send", "--server", server, "--json", user, str(source))
+    assert_sent(sender)
+
+    (connected,) = json_events(sender, "connected")
+    assert connected["name"].startswith(f"{user}-")
+    assert (inbox / "mine.txt").read_text() == "to myself"

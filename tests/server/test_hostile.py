@@ -15,6 +15,9 @@ from websockets.uri import parse_uri
 from rtcxfer.protocol.signaling import MAX_FRAME_BYTES
 from rtcxfer.server.server import HARD_FRAME_LIMIT
 
+PROBE = {"type": "sync-probe"}
+PROBE_REPLY = {"type": "error", "message": 'unknown message type "sync-probe"'}
+
 OFFER = {"type": "offer", "sdp": "v=0\r\n"}
 
 
@@ -211,10 +214,13 @@ async def test_a_client_that_does_not_read_is_disconnected(start_server, peer_fa
         if "sleeper" not in server.users:
             break
         await sender.send({"type": "offer", "othername": "sleeper", "offer": big_offer})
-    # The sender was negotiating with it, so it gets a leave before the updata.
+    # The sender was negotiating with it, so it gets a leave before the updata;
+    # offers that were on their way when the sleeper went offline get errors.
     assert await sender.recv() == {"type": "leave", "name": "sleeper"}
     assert await sender.recv() == {"type": "updata", "action": "offline", "name": "sleeper"}
-    await sender.sync()
+    await sender.send(PROBE)
+    while (reply := await sender.recv()) != PROBE_REPLY:
+        assert reply == {"type": "error", "message": 'user "sleeper" is not online'}
     # The sleeper's own close would wait for frames it never read: cut it.
     sleeper.connection.transport.abort()
 

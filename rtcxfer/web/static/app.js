@@ -5,7 +5,7 @@
 // module only wires them to the DOM and turns every failure into a message.
 
 import { defaultSignalingUrl, SignalingClient } from "./signaling.js";
-import { newSessionId, PeerSession, sessionKey } from "./session.js";
+import { CloseReason, newSessionId, PeerSession, sessionKey } from "./session.js";
 import { FileReceiver, FileSender, PeerDeclined, unsafeNameReason } from "./transfer.js";
 
 const NAME_STORAGE_KEY = "rtcxfer.name";
@@ -104,6 +104,24 @@ function filesSummary(files, total) {
 
 // ---------------------------------------------------------------- login
 
+// Storage may be disabled (privacy settings, sandboxed frames) and then throws:
+// remembering the name is a convenience, never a reason to fail.
+function rememberedName() {
+  try {
+    return localStorage.getItem(NAME_STORAGE_KEY) ?? "";
+  } catch {
+    return "";
+  }
+}
+
+function rememberName(name) {
+  try {
+    localStorage.setItem(NAME_STORAGE_KEY, name);
+  } catch {
+    log("this browser does not let the page remember your name");
+  }
+}
+
 function nameProblem(name) {
   if (name.length === 0) {
     return "enter a name";
@@ -138,7 +156,7 @@ async function login(event) {
     ui.loginButton.disabled = false;
     return;
   }
-  localStorage.setItem(NAME_STORAGE_KEY, name);
+  rememberName(name);
   state.signaling = signaling;
   wireSignaling(signaling);
   renderUsers(signaling.users());
@@ -349,7 +367,8 @@ async function send() {
     setStatus(`${peer} is not online`, "error");
     return;
   }
-  const files = state.chosen;
+  // A copy: files chosen while this transfer runs wait for the next one.
+  const files = [...state.chosen];
   const session = new PeerSession(signaling, peer, newSessionId(), "offerer");
   state.sessions.set(session.key, session);
   state.outgoing = { session, peer };
@@ -366,8 +385,9 @@ async function send() {
   try {
     await session.start();
     const channel = await session.channel;
-    ui.sendCode.textContent = session.verificationCode();
-    setStatus(`connected to ${peer}, code ${ui.sendCode.textContent}: waiting for ${peer} to accept`);
+    const code = session.verificationCode();
+    ui.sendCode.textContent = code;
+    setStatus(`connected to ${peer}, code ${code}: waiting for ${peer} to accept`);
     let startedAt = performance.now();
     const sender = new FileSender(channel, peer, files, {
       onAccepted: () => {
@@ -382,12 +402,12 @@ async function send() {
     });
     await sender.run();
     setStatus(`sent ${filesSummary(files, sender.total)} to ${peer}: every file verified`, "ok");
-    state.chosen = [];
+    state.chosen = state.chosen.filter((entry) => !files.includes(entry));
     renderChosen();
   } catch (error) {
     setStatus(describeFailure(error, session), error instanceof PeerDeclined ? "warn" : "error");
   } finally {
-    session.close({ notifyPeer: !session.peerLeft });
+    session.close();
     state.sessions.delete(session.key);
     state.outgoing = null;
     updateSendControls();
@@ -395,22 +415,24 @@ async function send() {
 }
 
 function describeFailure(error, session) {
-  if (session.cancelled) {
-    return `transfer to ${session.peer} cancelled`;
+  if (error instanceof PeerDeclined) {
+    return error.message;
   }
-  if (session.peerOffline) {
-    return `${session.peer} is not online`;
+  switch (session.closeReason) {
+    case CloseReason.CANCELLED:
+      return `transfer to ${session.peer} cancelled`;
+    case CloseReason.PEER_OFFLINE:
+      return `${session.peer} is not online`;
+    case CloseReason.PEER_LEFT:
+      return `${session.peer} left before the transfer finished`;
+    default:
+      return error.message;
   }
-  if (session.peerLeft && !(error instanceof PeerDeclined)) {
-    return `${session.peer} left before the transfer finished`;
-  }
-  return error.message;
 }
 
 function cancelSend() {
   if (state.outgoing !== null) {
-    state.outgoing.session.cancelled = true;
-    state.outgoing.session.close();
+    state.outgoing.session.close(CloseReason.CANCELLED);
   }
 }
 
@@ -451,19 +473,20 @@ async function onRemoteOffer(message) {
     });
     const outcome = await receiver.run();
     if (outcome === "accepted") {
-      view.finish(`received ${filesSummary(receiver.files, receiver.total)}, all verified`);
-      setStatus(`received ${filesSummary(receiver.files, receiver.total)} from ${peer}: every file verified`, "ok");
+      const summary = filesSummary(receiver.files, receiver.total);
+      view.finish(`received ${summary}, all verified`);
+      setStatus(`received ${summary} from ${peer}: every file verified`, "ok");
     } else {
       setStatus(`declined the files from ${peer}`);
     }
   } catch (error) {
-    const text = session.peerLeft
+    const text = session.closeReason === CloseReason.PEER_LEFT
       ? `${peer} left before the transfer finished`
       : `receiving from ${peer} failed: ${error.message}`;
     setStatus(text, "error");
   } finally {
     // The sender closes first; give our last frames (ack, done, decline) time to leave.
-    setTimeout(() => session.close({ notifyPeer: !session.peerLeft }), 2000);
+    setTimeout(() => session.close(), 2000);
     state.sessions.delete(session.key);
   }
 }
@@ -615,7 +638,7 @@ function addReceivedFile(peer, { name, size, sha256, blob }) {
   link.textContent = "Download";
   link.dataset.testid = "download";
   item.append(label, details, verified, link);
-  ui.receivedList.prepend(item);
+  ui.receivedList.append(item);
   ui.nothingReceived.hidden = true;
 }
 
@@ -656,8 +679,7 @@ function onRemoteCandidate(message) {
 
 function onRemoteLeave(message) {
   for (const session of sessionsFor(message)) {
-    session.peerLeft = true;
-    session.close({ notifyPeer: false });
+    session.close(CloseReason.PEER_LEFT);
   }
 }
 
@@ -665,8 +687,7 @@ function onServerError(text) {
   // A relay to a user who went offline comes back as an error naming them.
   const outgoing = state.outgoing;
   if (outgoing !== null && !outgoing.session.connected && text.includes(outgoing.peer)) {
-    outgoing.session.peerOffline = true;
-    outgoing.session.close({ notifyPeer: false });
+    outgoing.session.close(CloseReason.PEER_OFFLINE);
     return;
   }
   log(`server: ${text}`, "error");
@@ -675,7 +696,7 @@ function onServerError(text) {
 // ---------------------------------------------------------------- start-up
 
 function start() {
-  ui.loginName.value = localStorage.getItem(NAME_STORAGE_KEY) ?? "";
+  ui.loginName.value = rememberedName();
   ui.loginForm.addEventListener("submit", login);
   ui.logoutButton.addEventListener("click", logout);
   ui.fileInput.addEventListener("change", () => chooseFiles(filesFromInput(ui.fileInput)));

@@ -15,6 +15,14 @@ const CONNECT_TIMEOUT_MS = 30000;
 // and LAN, gathering finishes well before this.
 const GATHERING_GRACE_MS = 1500;
 
+/** Why a session ended, as far as the UI needs to tell the user. */
+export const CloseReason = Object.freeze({
+  LOCAL: "local",
+  CANCELLED: "cancelled",
+  PEER_LEFT: "peer-left",
+  PEER_OFFLINE: "peer-offline",
+});
+
 export class ConnectionFailed extends Error {
   constructor(message) {
     super(message);
@@ -45,6 +53,7 @@ export class PeerSession {
     this.role = role;
     this.key = sessionKey(peer, session);
     this.closed = false;
+    this.closeReason = null;
     this.connected = false;
     this.remoteDescriptionSet = false;
     this.queuedRemoteCandidates = [];
@@ -227,14 +236,18 @@ export class PeerSession {
     this.failChannel(new ConnectionFailed(message));
   }
 
-  /** Close the connection; tell the peer with `leave` unless it was the one leaving. */
-  close({ notifyPeer = true } = {}) {
+  /**
+   * Close the connection once; `reason` is kept in `closeReason` to explain the
+   * end to the user. The peer gets a `leave` unless it is gone already.
+   */
+  close(reason = CloseReason.LOCAL) {
     if (this.closed) {
       return;
     }
     this.closed = true;
+    this.closeReason = reason;
     this.fail(`the connection to ${this.peer} was closed`);
-    if (notifyPeer) {
+    if (reason === CloseReason.LOCAL || reason === CloseReason.CANCELLED) {
       this.signaling.relay("leave", this.peer, this.session);
     }
     this.pc.close();

@@ -70,7 +70,8 @@ export class Sha256 {
       throw new Error("Sha256.digest() called twice");
     }
     const bitCount = this.byteCount * 8;
-    const paddingLength = this.pendingLength < 56 ? 56 - this.pendingLength : 120 - this.pendingLength;
+    // Pad with 0x80 and zeros to 56 mod 64, leaving 8 bytes for the bit count.
+    const paddingLength = (this.pendingLength < 56 ? 56 : 120) - this.pendingLength;
     const trailer = new Uint8Array(paddingLength + 8);
     trailer[0] = 0x80;
     const trailerView = new DataView(trailer.buffer);

@@ -1,7 +1,7 @@
 // The rtcxfer/1 file transfer protocol (PROTOCOL.md section 2) over an open
 // RTCDataChannel: the sender and receiver state machines.
 //
-// Both sides read the channel through a Exchange, so every step is an
+// Both sides talk through an Exchange, so every step is an
 // explicit "await the next message and check it is what this state expects";
 // anything else is a named failure, never a silent hang.
 
@@ -107,7 +107,7 @@ export function unsafeNameReason(name) {
   return null;
 }
 
-/** One side of the rtcxfer/1 conversation: frames read one at a time as promises, control messages sent. */
+/** One side of an rtcxfer/1 exchange: frames read one at a time, control messages sent. */
 class Exchange {
   constructor(channel, peer) {
     this.channel = channel;
@@ -261,7 +261,8 @@ export class FileSender {
     });
     const reply = await this.exchange.nextControl();
     if (reply.type === "decline") {
-      const declined = new PeerDeclined(this.peer, typeof reply.reason === "string" ? reply.reason : "");
+      const reason = typeof reply.reason === "string" ? reply.reason : "";
+      const declined = new PeerDeclined(this.peer, reason);
       declined.peerAlreadyKnows = true;
       throw declined;
     }
@@ -307,7 +308,10 @@ export class FileSender {
     this.exchange.send({ type: "file", index, offset });
     this.totalSent += offset;
     let sent = offset;
-    this.onProgress({ index, sent, size: file.size, totalSent: this.totalSent, total: this.total });
+    const report = () => this.onProgress({
+      index, sent, size: file.size, totalSent: this.totalSent, total: this.total,
+    });
+    report();
     let position = 0;
     let nextBlock = position < file.size ? readBlock(file, position) : null;
     while (nextBlock !== null) {
@@ -327,7 +331,7 @@ export class FileSender {
         this.totalSent += end - cursor;
         cursor = end;
       }
-      this.onProgress({ index, sent, size: file.size, totalSent: this.totalSent, total: this.total });
+      report();
     }
     this.exchange.send({ type: "eof", index, sha256: hasher.hexDigest() });
     const ack = await this.exchange.nextControl();
@@ -449,6 +453,13 @@ export class FileReceiver {
     return { files, total: sum };
   }
 
+  reportProgress(index, received) {
+    const { size } = this.files[index];
+    this.onProgress({
+      index, received, size, totalReceived: this.totalReceived, total: this.total,
+    });
+  }
+
   async receiveFile(index) {
     const { name, size } = this.files[index];
     const header = await this.exchange.nextControl();
@@ -483,7 +494,7 @@ export class FileReceiver {
         }
         blobs.push(new Blob(frames));
         const blob = new Blob(blobs, { type: "application/octet-stream" });
-        this.onProgress({ index, received, size, totalReceived: this.totalReceived, total: this.total });
+        this.reportProgress(index, received);
         this.onFile({ index, name, size, sha256: digest, blob });
         this.exchange.send({ type: "ack", index, ok: true });
         return;
@@ -504,7 +515,7 @@ export class FileReceiver {
       }
       if (received - reported >= READ_BLOCK_BYTES) {
         reported = received;
-        this.onProgress({ index, received, size, totalReceived: this.totalReceived, total: this.total });
+        this.reportProgress(index, received);
       }
     }
   }
