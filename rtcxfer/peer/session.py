@@ -22,11 +22,17 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from enum import Enum
 from typing import Any, TypeVar
 
-from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCIceCandidate,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
 
 from rtcxfer.errors import NoIcePath, RtcxferError, ServerUnreachable, TransferFailed
 from rtcxfer.peer import loopback
@@ -40,6 +46,7 @@ logger = logging.getLogger(__name__)
 DATA_CHANNEL_LABEL = "rtcxfer/1"
 CONNECT_TIMEOUT = 30.0
 SESSION_ID_BYTES = 8  # 16 hex characters (docs/protocol.md)
+MDNS_SUFFIX = ".local"
 
 T = TypeVar("T")
 
@@ -81,6 +88,7 @@ class PeerSession:
         self.on_datachannel: Callable[[RTCDataChannel], None] | None = None
         self._inbox: asyncio.Queue[Signal] = asyncio.Queue()
         self._early_candidates: list[Any] = []
+        self._background: set[asyncio.Task[None]] = set()
         self._described = asyncio.Event()
         self._connected = asyncio.Event()
         self._ended: asyncio.Future[RtcxferError] = asyncio.get_running_loop().create_future()
@@ -176,7 +184,35 @@ class PeerSession:
         except CandidateError as error:
             logger.info("ignoring a candidate from %s: %s", self.label, error)
             return
-        await self.pc.addIceCandidate(candidate)
+        if candidate is not None and candidate.ip.endswith(MDNS_SUFFIX):
+            # Browsers hide host addresses behind mDNS names, which aioice resolves
+            # inline with a 1 s timeout per name. Awaiting that would hold up every
+            # later signal (our answer included) for nothing where multicast does not
+            # reach: resolve in the background instead; peer-reflexive candidates learnt
+            # from the browser's own checks connect meanwhile.
+            self._in_background(self._add_mdns_candidate(candidate))
+        elif candidate is None and self._background:
+            # End-of-candidates must not overtake a name still resolving: aioice would
+            # give up on ICE at once with no remote candidate, before the browser's
+            # checks arrive.
+            self._in_background(self._end_candidates_after(set(self._background)))
+        else:
+            await self.pc.addIceCandidate(candidate)
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _end_candidates_after(self, pending: set[asyncio.Task[None]]) -> None:
+        await asyncio.wait(pending)
+        await self.pc.addIceCandidate(None)
+
+    async def _add_mdns_candidate(self, candidate: RTCIceCandidate) -> None:
+        try:
+            await self.pc.addIceCandidate(candidate)
+        except Exception as error:  # aiortc/aioice raise bare ValueError and friends
+            logger.debug("mDNS candidate %s from %s not used: %s", candidate.ip, self.label, error)
 
     async def _trickle_local_candidates(self) -> None:
         description = self.pc.localDescription
@@ -268,7 +304,7 @@ class PeerSession:
             return
         self._closed = True
         self.signaling.unroute(self.peer, self.session_id)
-        for task in (self._pump, self._watch):
+        for task in (self._pump, self._watch, *self._background):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

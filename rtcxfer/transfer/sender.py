@@ -45,7 +45,7 @@ def frame_size(max_message_size: int) -> int:
     """Binary frame size for a peer whose SDP says ``a=max-message-size`` (0: no limit)."""
     if max_message_size == 0 or max_message_size >= LARGE_FRAME:
         return LARGE_FRAME
-    return SMALL_FRAME
+    return min(SMALL_FRAME, max_message_size)
 
 
 class SourceChanged(Exception):
@@ -150,11 +150,14 @@ class _Sender:
             if isinstance(action, Send) and isinstance(action.message, Hello):
                 length = len(encode_message(action.message).encode())
                 if self.max_message_size and length > self.max_message_size:
-                    raise TransferFailed(
+                    reason = (
                         f"the list of {len(self.sources)} files takes {length} bytes, more "
                         f"than the receiver accepts in one message ({self.max_message_size}); "
                         "send fewer files at once"
                     )
+                    # Tell the receiver, which would otherwise wait for a hello.
+                    self.link.try_send_message(Error(reason))
+                    raise TransferFailed(reason)
 
     def _receive(self, data: object) -> Actions:
         if data is _CLOSED:

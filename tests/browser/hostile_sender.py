@@ -19,7 +19,7 @@ import secrets
 import sys
 from typing import Any
 
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -82,7 +82,8 @@ async def run(url: str, name: str, target: str, mode: str) -> None:
             await pc.close()
 
 
-async def speak(channel: Any, received: asyncio.Queue[str | bytes | None], mode: str) -> None:
+async def speak(channel: RTCDataChannel, received: asyncio.Queue[str | bytes | None],
+                mode: str) -> None:
     name = "../escape.txt" if mode == "bad-name" else "tampered.txt"
     channel.send(json.dumps({
         "type": "hello", "version": 1, "total": len(PAYLOAD),

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,9 @@ from rtcxfer.transfer import (
     receive_files,
     send_files,
 )
-from rtcxfer.transfer.storage import part_names
+from rtcxfer.transfer import receiver as receiver_module
+from rtcxfer.transfer.sender import frame_size
+from rtcxfer.transfer.storage import PartFile, part_names
 
 pytestmark = pytest.mark.usefixtures("loopback_ice")
 
@@ -247,3 +250,98 @@ async def test_corrupt_part_file_fails_the_file_and_is_removed(tmp_path: Path) -
 
     await transfer([source], inbox)
     assert (inbox / "data.bin").read_bytes() == content
+
+
+async def test_receiver_interrupted_tells_the_sender_and_keeps_the_part(tmp_path: Path) -> None:
+    source = tmp_path / "video.bin"
+    write_random(source, 8 * 1024 * 1024)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    receiver = Receiving(inbox)
+    receiver.observer.progress_mark = 1024 * 1024
+    async with connected_pair(receiver.on_datachannel) as link:
+        sending = asyncio.ensure_future(send_files(
+            link.channel, collect_sources([source]), max_message_size=link.max_message_size,
+            observer=RecordingObserver()))
+        await asyncio.wait_for(receiver.observer.progress_reached.wait(), WAIT_SECONDS)
+        assert receiver.task is not None
+        receiver.task.cancel()  # what Ctrl-C does to the listener
+        with pytest.raises(TransferFailed, match="receiver was interrupted"):
+            await asyncio.wait_for(sending, WAIT_SECONDS)
+        with pytest.raises(asyncio.CancelledError):
+            await receiver.task
+    assert receiver.observer.of("transfer_finished") == [("transfer_finished", False)]
+    assert [path.name for path in leftovers(inbox)] == [".video.bin.rtcxfer-part",
+                                                         ".video.bin.rtcxfer-part.json"]
+
+
+async def test_source_that_shrinks_while_sending_fails_cleanly(tmp_path: Path) -> None:
+    source = tmp_path / "log.txt"
+    write_random(source, 3 * 1024 * 1024)
+    sources = collect_sources([source])
+    with source.open("r+b") as handle:
+        handle.truncate(1024 * 1024)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    receiver = Receiving(inbox)
+    async with connected_pair(receiver.on_datachannel) as link:
+        with pytest.raises(TransferFailed, match="shrank while being sent"):
+            await send_files(link.channel, sources, max_message_size=link.max_message_size,
+                             observer=RecordingObserver())
+        with pytest.raises(TransferFailed, match="shrank while being sent"):
+            await receiver.report()
+    assert not (inbox / "log.txt").exists()
+
+
+@pytest.mark.parametrize(("max_message_size", "frame"), [
+    (0, 65536), (65536, 65536), (262144, 65536), (65535, 16384), (16384, 16384), (8000, 8000),
+])
+def test_frame_size_follows_max_message_size(max_message_size: int, frame: int) -> None:
+    assert frame_size(max_message_size) == frame
+
+
+async def test_slow_disk_holds_back_the_network_and_loses_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = tmp_path / "slow.bin"
+    content = write_random(source, 12 * 1024 * 1024)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    real_write = PartFile.write
+    backlog_full = threading.Event()
+    largest_backlog = 0
+
+    def stalled_write(part: PartFile, chunks: Sequence[bytes]) -> None:
+        # The disk "stalls" until the receiver has queued all it may queue.
+        backlog_full.wait(WAIT_SECONDS)
+        real_write(part, chunks)
+
+    def watch_backlog(disk: object, job: object) -> None:
+        nonlocal largest_backlog
+        jobs = disk.jobs  # type: ignore[attr-defined]
+        largest_backlog = max(largest_backlog, jobs.qsize())
+        if jobs.full():
+            backlog_full.set()
+        jobs.put(job)
+
+    monkeypatch.setattr(PartFile, "write", stalled_write)
+    monkeypatch.setattr(receiver_module._DiskThread, "submit", watch_backlog)
+
+    await transfer([source], inbox)
+
+    assert (inbox / "slow.bin").read_bytes() == content
+    assert largest_backlog == receiver_module.MAX_QUEUED_JOBS
+
+
+async def test_file_list_too_big_for_one_message_is_refused_before_sending(
+        tmp_path: Path) -> None:
+    sources = []
+    for index in range(20):
+        (tmp_path / f"file-{index}.txt").write_bytes(b"")
+        sources.append(tmp_path / f"file-{index}.txt")
+    receiver = Receiving(tmp_path)
+    async with connected_pair(receiver.on_datachannel) as link:
+        with pytest.raises(TransferFailed, match="send fewer files at once"):
+            await send_files(link.channel, collect_sources(sources), max_message_size=500,
+                             observer=RecordingObserver())
+        with pytest.raises(TransferFailed, match="send fewer files at once"):
+            await receiver.report()

@@ -57,7 +57,7 @@ async def receiver_process(download_dir: Path) -> AsyncIterator[ReceiverProcess]
 
 
 @contextlib.asynccontextmanager
-async def sending_to(receiver: ReceiverProcess) -> AsyncIterator[RTCPeerConnection]:
+async def sender_connection() -> AsyncIterator[RTCPeerConnection]:
     connection = new_connection()
     try:
         yield connection
@@ -92,7 +92,7 @@ async def test_resume_after_the_receiver_is_killed(tmp_path: Path) -> None:
     inbox.mkdir()
     part = inbox / part_names("archive.bin")[0]
 
-    async with receiver_process(inbox) as receiver, sending_to(receiver) as connection:
+    async with receiver_process(inbox) as receiver, sender_connection() as connection:
         sending = await start_transfer(receiver, connection, source)
         assert await receiver.line() == ["offsets", "0"]
         while int((await receiver.line())[1]) < 2 * 1024 * 1024:
@@ -108,7 +108,7 @@ async def test_resume_after_the_receiver_is_killed(tmp_path: Path) -> None:
     assert 2 * 1024 * 1024 <= held < len(content)
     assert not (inbox / "archive.bin").exists()
 
-    async with receiver_process(inbox) as receiver, sending_to(receiver) as connection:
+    async with receiver_process(inbox) as receiver, sender_connection() as connection:
         sending = await start_transfer(receiver, connection, source)
         assert await receiver.line() == ["offsets", str(held)]
         report = await asyncio.wait_for(sending, WAIT_SECONDS)

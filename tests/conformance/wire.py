@@ -1,0 +1,209 @@
+"""Clients written only from PROTOCOL.md: a raw signaling client and a raw rtcxfer/1 peer.
+
+Nothing here imports rtcxfer: the point of the conformance tests is that an outsider
+who read only the contract can talk to ``rtcxfer serve``, ``listen`` and ``send``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aioice.ice
+from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+# Long enough for a loaded two-core machine; a conforming reply arrives in milliseconds.
+REPLY_SECONDS = 10.0
+# How long "nothing arrives" is watched for; a relay on loopback takes milliseconds.
+QUIET_SECONDS = 0.6
+CHANNEL_LABEL = "rtcxfer/1"
+CHUNK_SIZE = 16 * 1024
+
+
+def loopback_only_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+    """aioice skips 127.0.0.1 by itself; the tests must stay on loopback."""
+    return ["127.0.0.1"] if use_ipv4 else []
+
+
+aioice.ice.get_host_addresses = loopback_only_host_addresses
+
+
+class Closed(Exception):
+    """The other side closed; ``code`` is the WebSocket close code when there is one."""
+
+    def __init__(self, code: int | None) -> None:
+        super().__init__(f"closed with code {code}")
+        self.code = code
+
+
+class SignalingClient:
+    """One raw WebSocket to the signaling server, speaking PROTOCOL.md section 1."""
+
+    def __init__(self, connection: ClientConnection) -> None:
+        self.connection = connection
+        self.name: str | None = None
+
+    async def send(self, message: Any) -> None:
+        await self.connection.send(message if isinstance(message, str | bytes)
+                                   else json.dumps(message))
+
+    async def receive(self, seconds: float = REPLY_SECONDS) -> dict[str, Any]:
+        try:
+            frame = await asyncio.wait_for(self.connection.recv(), seconds)
+        except ConnectionClosed as closed:
+            raise Closed(closed.rcvd.code if closed.rcvd else None) from closed
+        assert isinstance(frame, str), f"server sent a binary frame: {frame!r}"
+        message = json.loads(frame)
+        assert isinstance(message, dict) and isinstance(message.get("type"), str), frame
+        return message
+
+    async def receive_type(self, kind: str, seconds: float = REPLY_SECONDS) -> dict[str, Any]:
+        """The next message of type ``kind``, skipping presence noise (updata)."""
+        while True:
+            message = await self.receive(seconds)
+            if message["type"] == kind:
+                return message
+            assert message["type"] == "updata", f"expected {kind}, got {message}"
+
+    async def reply(self, seconds: float = REPLY_SECONDS) -> dict[str, Any]:
+        """The next message that is not presence noise (updata)."""
+        while (message := await self.receive(seconds))["type"] == "updata":
+            pass
+        return message
+
+    async def quiet(self, seconds: float = QUIET_SECONDS,
+                    ignore: Callable[[dict[str, Any]], bool] = lambda _m: False) -> None:
+        """Assert that nothing but ``ignore``-d messages arrives for ``seconds``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while (remaining := deadline - loop.time()) > 0:
+            try:
+                message = await self.receive(remaining)
+            except TimeoutError:
+                return
+            assert ignore(message), f"unexpected message: {message}"
+
+    async def login(self, name: str) -> list[str]:
+        """Log in; return the userlist. Asserts the exact reply sequence of 1.2."""
+        await self.send({"type": "login", "name": name})
+        reply = await self.receive()
+        assert reply == {"type": "login", "success": True}, reply
+        users = await self.receive()
+        assert set(users) == {"type", "users"} and users["type"] == "userlist", users
+        self.name = name
+        return users["users"]
+
+    async def relay(self, kind: str, target: str, payload: Any = None,
+                    **extra: Any) -> None:
+        message: dict[str, Any] = {"type": kind, "name": self.name, "othername": target}
+        if kind != "leave":
+            message[kind] = payload
+        message.update(extra)
+        await self.send(message)
+
+    async def close_code(self, seconds: float = REPLY_SECONDS) -> int | None:
+        """Wait for the server to close this socket; return the close code."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while True:
+            try:
+                await self.receive(max(deadline - loop.time(), 0.01))
+            except Closed as closed:
+                return closed.code
+
+    async def close(self) -> None:
+        await self.connection.close()
+
+
+@contextlib.asynccontextmanager
+async def signaling(url: str, name: str | None = None) -> AsyncIterator[SignalingClient]:
+    async with connect(url, max_size=None, open_timeout=REPLY_SECONDS) as connection:
+        client = SignalingClient(connection)
+        if name is not None:
+            await client.login(name)
+        yield client
+
+
+class ChannelInbox:
+    """Every message and the close of one data channel, in arrival order."""
+
+    CLOSED = object()
+
+    def __init__(self, channel: RTCDataChannel) -> None:
+        self.channel = channel
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        channel.on("message", self.queue.put_nowait)
+        channel.on("close", lambda: self.queue.put_nowait(self.CLOSED))
+
+    def send(self, message: dict[str, Any] | str | bytes) -> None:
+        self.channel.send(message if isinstance(message, str | bytes) else json.dumps(message))
+
+    async def receive(self, seconds: float = REPLY_SECONDS) -> dict[str, Any] | bytes | None:
+        """The next message (JSON decoded), bytes, or None once the channel closed."""
+        item = await asyncio.wait_for(self.queue.get(), seconds)
+        if item is self.CLOSED:
+            self.queue.put_nowait(item)
+            return None
+        return json.loads(item) if isinstance(item, str) else item
+
+    async def receive_control(self, seconds: float = REPLY_SECONDS) -> dict[str, Any] | None:
+        message = await self.receive(seconds)
+        assert not isinstance(message, bytes), "binary frame where a control message was due"
+        return message
+
+
+def new_peer_connection() -> RTCPeerConnection:
+    return RTCPeerConnection(RTCConfiguration(iceServers=[]))
+
+
+def description(sdp: RTCSessionDescription) -> dict[str, str]:
+    return {"type": sdp.type, "sdp": sdp.sdp}
+
+
+@contextlib.asynccontextmanager
+async def offer_channel(client: SignalingClient, target: str,
+                        session: str | None = None) -> AsyncIterator[ChannelInbox]:
+    """Offer a ``rtcxfer/1`` channel to ``target`` as PROTOCOL.md describes it, no trickle.
+
+    Candidates travel only inside the SDP (aiortc gathers them all before the
+    offer is set); trickled candidates from the other side are not needed
+    because its SDP carries them too.
+    """
+    connection = new_peer_connection()
+    channel = connection.createDataChannel(CHANNEL_LABEL)
+    inbox = ChannelInbox(channel)
+    opened = asyncio.Event()
+    channel.on("open", opened.set)
+    try:
+        await connection.setLocalDescription(await connection.createOffer())
+        extra = {} if session is None else {"session": session}
+        await client.relay("offer", target, description(connection.localDescription), **extra)
+        answer = await _answer_from(client, target)
+        await connection.setRemoteDescription(
+            RTCSessionDescription(sdp=answer["answer"]["sdp"], type="answer"))
+        try:
+            await asyncio.wait_for(opened.wait(), 30)
+        except TimeoutError:
+            raise AssertionError(
+                f"rtcxfer/1 channel to {target} never opened: ice "
+                f"{connection.iceConnectionState}, connection {connection.connectionState}, "
+                f"channel {channel.readyState}") from None
+        yield inbox
+    finally:
+        await connection.close()
+
+
+async def _answer_from(client: SignalingClient, target: str) -> dict[str, Any]:
+    """The answer of ``target``, skipping its trickled candidates and presence noise."""
+    while True:
+        message = await client.receive(30)
+        if message["type"] == "answer" and message["name"] == target:
+            return message
+        if message["type"] == "error":
+            raise AssertionError(f"server refused the offer: {message}")
+        assert message["type"] in {"updata", "candidate"}, message
