@@ -69,14 +69,15 @@ async def read_signal() -> dict[str, Any]:
 async def run_sender(style: str, path: Path) -> dict[str, Any]:
     pc = RTCPeerConnection()
     channel = pc.createDataChannel("rtcxfer/1")
+    # Listen before the answer is applied: the channel can open while it is.
+    opened = asyncio.Event()
+    channel.on("open", opened.set)
     await pc.setLocalDescription(await pc.createOffer())
     write_line({"sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
     answer = await read_signal()
     await pc.setRemoteDescription(RTCSessionDescription(**answer))
 
-    opened = asyncio.Event()
     finished: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-    channel.on("open", opened.set)
 
     @channel.on("message")
     def on_message(message: str | bytes) -> None:

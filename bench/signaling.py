@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-LOGIN_TIMEOUT = 600.0
+LOGIN_TIMEOUT = 300.0
 CONNECT_CONCURRENCY = 256  # handshakes in flight per worker
 TICK = 0.005  # relay pacing interval, seconds
 DRAIN = 2.0  # seconds to wait for relays in flight after sending stops
@@ -498,7 +498,14 @@ def main() -> None:
     results = []
     for run in range(args.runs):
         for kind in kinds:
-            result = run_once(kind, args.clients, args.workers, args.duration, args.rate)
+            try:
+                result = run_once(kind, args.clients, args.workers, args.duration, args.rate)
+            except RuntimeError as error:
+                if kind != "naive":
+                    raise
+                # The baseline is allowed to collapse under load; that is a result too.
+                print(f"run {run + 1} naive: failed: {error}", flush=True)
+                continue
             print(f"run {run + 1} {kind}: {result}", flush=True)
             results.append(result)
     report(results, args)

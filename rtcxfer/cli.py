@@ -86,6 +86,22 @@ def serve(host: str, port: int, max_users: int, token: str | None, certfile: Pat
 # so that `rtcxfer serve` does not pay for it.
 
 
+FAST_PATH_OPTION = click.option(
+    "--fast-path/--no-fast-path", "fast_path", default=True, show_default=True,
+    envvar="RTCXFER_FAST_PATH", show_envvar=True,
+    help="Use rtcxfer's tuned SCTP/DTLS data path (docs/fast-path.md); "
+         "--no-fast-path runs stock aiortc, to compare or to rule it out.")
+
+
+def _select_data_path(fast_path: bool) -> None:
+    from rtcxfer import fastpath
+
+    if fast_path:
+        fastpath.enable()
+    else:
+        fastpath.disable()
+
+
 def _peer_options(command: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--server", envvar="RTCXFER_SERVER", default="ws://127.0.0.1:9090",
@@ -105,6 +121,7 @@ def _peer_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--connect-timeout", type=click.FloatRange(min=1), default=30.0,
                      show_default=True, metavar="SECONDS",
                      help="Give up on reaching a peer after this long."),
+        FAST_PATH_OPTION,
         click.option("--json", "json_events", is_flag=True,
                      help="One JSON event per line on stdout (docs/peer.md)."),
         click.option("--quiet", "-q", is_flag=True, help="Print errors only."),
@@ -122,6 +139,7 @@ def _peer_setup(params: dict[str, Any]) -> tuple[Any, Any]:
     from rtcxfer.progress import Output
 
     configure_logging(params.pop("log_level"))
+    _select_data_path(params.pop("fast_path"))
     output = Output.from_flags(json_events=params.pop("json_events"), quiet=params.pop("quiet"))
     ice = IceOptions(stun=params.pop("stun"), turn=params.pop("turn"),
                      turn_user=params.pop("turn_user"),
@@ -194,11 +212,12 @@ def users(**params: Any) -> int:
 @click.option("--size", "size_mib", type=click.IntRange(0, 4096), default=16, show_default=True,
               help="Size of the generated file in MiB (when no PATHS are given).")
 @click.option("--keep", is_flag=True, help="Keep the temporary folder and print where it is.")
+@FAST_PATH_OPTION
 @click.option("--json", "json_events", is_flag=True, help="One JSON event per line on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="Print errors only.")
 @click.option("--log-level", type=LOG_LEVELS, default="warning", show_default=True)
-def demo(paths: tuple[Path, ...], size_mib: int, keep: bool, json_events: bool, quiet: bool,
-         log_level: str) -> int:
+def demo(paths: tuple[Path, ...], size_mib: int, keep: bool, fast_path: bool,
+         json_events: bool, quiet: bool, log_level: str) -> int:
     """Send a file to yourself through a private server on loopback, and verify it."""
     from rtcxfer.peer.config import IceOptions
     from rtcxfer.peer.demo import run_demo
@@ -206,6 +225,7 @@ def demo(paths: tuple[Path, ...], size_mib: int, keep: bool, json_events: bool, 
     from rtcxfer.progress import Output
 
     configure_logging(log_level)
+    _select_data_path(fast_path)
     output = Output.from_flags(json_events=json_events, quiet=quiet)
     run_peer_command(
         lambda: run_demo(paths, size_mib=size_mib, keep=keep, ice=IceOptions(), output=output),

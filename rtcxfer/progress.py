@@ -82,7 +82,7 @@ class Output:
         verb = "sent to" if direction == "send" else "received from"
         resumed = f" ({format_size(report.resumed_bytes)} resumed)" if report.resumed_bytes else ""
         self.say(
-            f"{report.files} file(s), {format_size(report.bytes)}{resumed} {verb} {peer} "
+            f"{count(report.files, 'file')}, {format_size(report.bytes)}{resumed} {verb} {peer} "
             f"in {report.seconds:.1f} s ({rate:.1f} MiB/s)"
         )
 
@@ -98,7 +98,8 @@ class ProgressObserver:
         self.label = f"to {peer}" if direction == "send" else f"from {peer}"
         self.peer = peer
         self.session = session
-        self._bars = output.mode is OutputMode.HUMAN
+        # Bars redraw with cursor movements: on a log file or a pipe they are noise.
+        self._bars = output.mode is OutputMode.HUMAN and sys.stderr.isatty()
         self._files: Sequence[FileEntry] = ()
         self._total_bar: tqdm | None = None
         self._file_bar: tqdm | None = None
@@ -168,6 +169,10 @@ def _bar(description: str, total: int, *, leave: bool = True) -> tqdm:
         mininterval=BAR_REFRESH_SECONDS,
         dynamic_ncols=True,
     )
+
+
+def count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def _shorten(name: str, width: int = 30) -> str:

@@ -65,6 +65,10 @@ class FastDtlsTransport(RTCDtlsTransport):
         self._write_buffer = _ffi.new("char[]", DATAGRAM_SIZE)
         self._runner = InlineRunner(self._connection_lost)
         self._closed: asyncio.Future[None] | None = None
+        # With DTLS 1.3 the handshake's last flight may still need retransmitting after
+        # the handshake completed locally (aiortc's pump polls for this too).
+        self._handshake_settled = False
+        self._dtls_timer: asyncio.TimerHandle | None = None
 
     async def _RTCDtlsTransport__run(self) -> None:
         """Deliver datagrams synchronously until DTLS or ICE closes."""
@@ -76,6 +80,7 @@ class FastDtlsTransport(RTCDtlsTransport):
         while not stock_queue.empty():
             sink.put_nowait(stock_queue.get_nowait())
         connection._queue = sink
+        self._service_dtls_timer()
         pair = connection._nominated.get(1)
         reader = None
         if pair is not None:
@@ -90,6 +95,8 @@ class FastDtlsTransport(RTCDtlsTransport):
             # Cancelled by stop(): later datagrams and losses must find the path closed.
             self._closed.cancel()
             self._runner.close()
+            if self._dtls_timer is not None:
+                self._dtls_timer.cancel()
             if reader is not None:
                 reader.uninstall()
             connection._queue = stock_queue
@@ -135,6 +142,29 @@ class FastDtlsTransport(RTCDtlsTransport):
             _lib.ERR_clear_error()
         # Alerts or a DTLS 1.3 post-handshake flight may be waiting to go out.
         self._flush_records()
+        if not self._handshake_settled:
+            self._service_dtls_timer()
+
+    def _service_dtls_timer(self) -> None:
+        """Follow OpenSSL's handshake retransmission timer until it has none left."""
+        if self._dtls_timer is not None:
+            self._dtls_timer.cancel()
+            self._dtls_timer = None
+        timeout = self._ssl.DTLSv1_get_timeout()
+        if timeout is None:
+            self._handshake_settled = True
+        else:
+            self._dtls_timer = asyncio.get_running_loop().call_later(
+                timeout, self._dtls_timer_expired
+            )
+
+    def _dtls_timer_expired(self) -> None:
+        self._dtls_timer = None
+        if self._closed is None or self._closed.done():
+            return
+        self._ssl.DTLSv1_handle_timeout()
+        self._flush_records()
+        self._service_dtls_timer()
 
     async def _receive_srtp(self, data: bytes) -> None:
         arrival_time_ms = clock.current_ms()

@@ -26,7 +26,7 @@ from rtcxfer.peer.client import ClientOptions, is_users_probe, log_in
 from rtcxfer.peer.config import rtc_configuration
 from rtcxfer.peer.session import DATA_CHANNEL_LABEL, PeerSession, Role
 from rtcxfer.peer.signaling import Signal, SignalingClient
-from rtcxfer.progress import Output, format_size
+from rtcxfer.progress import Output, count, format_size
 from rtcxfer.transfer import IncomingOffer, TransferReport, receive_files
 
 logger = logging.getLogger(__name__)
@@ -209,12 +209,12 @@ class Listener:
 
     async def _ask(self, peer: str, offer: IncomingOffer, code: str) -> str | None:
         if self.options.assume_yes:
-            self.output.say(f"{peer} sends {len(offer.files)} file(s), "
+            self.output.say(f"{peer} sends {count(len(offer.files), 'file')}, "
                             f"{format_size(offer.total)} (verification code {code})")
             return None
         if not self.options.interactive:
             return NOT_INTERACTIVE
-        question = (f"{peer} wants to send {len(offer.files)} file(s), "
+        question = (f"{peer} wants to send {count(len(offer.files), 'file')}, "
                     f"{format_size(offer.total)}; verification code {code}. Accept?")
         async with self._prompt:
             return None if await self.ask(question) else DECLINED_BY_USER

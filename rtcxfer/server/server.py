@@ -72,6 +72,9 @@ CONNECTION_SLACK = 256
 # Pending TCP connections the kernel queues (capped by net.core.somaxconn): a login
 # storm of thousands of clients must not overflow it into SYN retransmits.
 LISTEN_BACKLOG = 4096
+# Presence updates wait this long (seconds) to share one write with the next ones;
+# anything urgent for the same client sends them at once, in order.
+PRESENCE_DELAY = 0.05
 NO_SESSION = ""
 _WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 
@@ -107,6 +110,7 @@ class Client:
         "last_message",
         "login_attempts",
         "name",
+        "outbox",
         "sessions",
         "transport",
     )
@@ -115,6 +119,7 @@ class Client:
         self.connection = connection
         self.transport = connection.transport
         self.name: str | None = None
+        self.outbox: list[bytes] = []  # frames waiting for SignalingServer.flush
         # (peer, session) pairs relayed between this client and a peer, oldest first;
         # session NO_SESSION stands for "no session field".
         self.sessions: dict[tuple[Client, str], None] = {}
@@ -151,6 +156,9 @@ class SignalingServer:
         self._static: StaticFiles | None = None
         self._server: Server | None = None
         self._background: set[asyncio.Task[None]] = set()
+        # Clients with frames in their outbox, by when these must leave.
+        self._urgent: list[Client] = []
+        self._lazy: list[Client] = []
 
     # Lifecycle
 
@@ -309,6 +317,8 @@ class SignalingServer:
         """
         if client.closing:
             return
+        # What was already queued (the error that explains the close) goes first.
+        self.flush((client,))
         client.closing = True
         loop = asyncio.get_running_loop()
         task = loop.create_task(self._close(client.connection, code, reason))
@@ -326,29 +336,66 @@ class SignalingServer:
 
     # Output
 
-    def write(self, client: Client, frame: bytes) -> None:
-        """Queue a complete WebSocket frame for ``client``, or drop a client that does not read.
+    def write(self, client: Client, frame: bytes, *, urgent: bool = True) -> None:
+        """Queue a complete WebSocket frame for ``client``.
+
+        Urgent frames leave at the end of the current event loop iteration,
+        the others (presence broadcasts) within :data:`PRESENCE_DELAY`, or with
+        the next urgent frame to the same client. Each client's frames leave
+        in order, in one write per flush: a login storm then costs a few
+        system calls per client, not one per login.
+        """
+        if client.closing:
+            return
+        outbox = client.outbox
+        if urgent:
+            self._urgent.append(client)
+            if len(self._urgent) == 1:
+                asyncio.get_running_loop().call_soon(self._flush_urgent)
+        elif not outbox:
+            self._lazy.append(client)
+            if len(self._lazy) == 1:
+                asyncio.get_running_loop().call_later(PRESENCE_DELAY, self._flush_lazy)
+        outbox.append(frame)
+
+    def _flush_urgent(self) -> None:
+        clients, self._urgent = self._urgent, []
+        self.flush(clients)
+
+    def _flush_lazy(self) -> None:
+        clients, self._lazy = self._lazy, []
+        self.flush(clients)
+
+    def flush(self, clients: Iterable[Client]) -> None:
+        """Write the queued frames of ``clients``; close those whose send queue passes the limit.
 
         Writing to the transport directly is safe: websockets flushes every
         frame it makes itself before yielding, so frames never interleave,
         and the state check keeps data from following a close frame.
         """
-        if client.closing or client.connection.protocol.state is not State.OPEN:
-            return
-        transport = client.transport
-        transport.write(frame)
-        if transport.get_write_buffer_size() > self.config.send_queue_limit:
-            logger.info("closing %s: not reading its messages", client.label)
-            self.close_client(client, CloseCode.POLICY_VIOLATION, "send queue overflow")
+        limit = self.config.send_queue_limit
+        for client in clients:
+            frames = client.outbox
+            if not frames:
+                continue
+            client.outbox = []
+            if client.closing or client.connection.protocol.state is not State.OPEN:
+                continue
+            transport = client.transport
+            transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
+            if transport.get_write_buffer_size() > limit:
+                logger.info("closing %s: not reading its messages", client.label)
+                self.close_client(client, CloseCode.POLICY_VIOLATION, "send queue overflow")
 
     def send(self, client: Client, message: Message) -> None:
         self.write(client, text_frame(encode(message)))
 
     def broadcast(self, clients: Iterable[Client], message: Message) -> None:
+        """Send a presence update (``updata``) to ``clients``, encoded once."""
         frame = text_frame(encode(message))
         write = self.write
         for client in clients:
-            write(client, frame)
+            write(client, frame, urgent=False)
 
     def refuse(self, client: Client, reason: str) -> None:
         logger.info("refused from %s: %s", client.label, reason)

@@ -368,6 +368,10 @@ class ReceiverMachine:
         return (AskDecision(offer),)
 
     def _file_start(self, message: FileStart) -> Actions:
+        if message.index >= len(self.files):
+            return self.protocol_violation(
+                f"'file' {message.index} but the offer has {len(self.files)} files"
+            )
         if message.index != self.next_index:
             return self.protocol_violation(
                 f"'file' {message.index} when file {self.next_index} was expected"

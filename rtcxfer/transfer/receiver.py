@@ -134,9 +134,11 @@ class _Receiver:
             if self.decision is not None:
                 self.decision.cancel()
             if self.disk is not None:
-                # Closes (and keeps) the current part file once earlier jobs are done.
+                # Closes (and keeps) the current part file once earlier jobs are done;
+                # waiting for it means the disk is settled when the caller looks at it.
                 self.disk.submit(self._close_part)
                 self.disk.stop()
+                await asyncio.to_thread(self.disk.thread.join)
         self.observer.transfer_finished(report.ok)
         return report
 

@@ -11,13 +11,15 @@ A later offer of the same name, size and mtime resumes from the bytes in the par
 
 Safety: every folder below the download folder is opened with ``O_NOFOLLOW`` relative
 to its parent's descriptor, and every file operation goes through those descriptors,
-so a symlink already inside the download folder is never followed out of it.
+so a symlink already inside the download folder is never followed out of it. A part
+file is ``flock``-ed while open, so two transfers of one name never share it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -119,6 +121,13 @@ class DownloadFolder:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise StorageError(f"{entry.name}: its part file is not a regular file",
                                    keep_part=False)
+            try:
+                # Held until the part is closed: two transfers of the same name at
+                # once would otherwise interleave their bytes in one part file.
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StorageError("another transfer is receiving this file right now",
+                                   keep_part=True) from None
             digest = hashlib.sha256()
             try:
                 _hash_prefix(fd, offset, digest)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conformance.wire import signaling
+from aiortc import RTCSessionDescription
+from conformance.wire import SignalingClient, description, new_peer_connection, signaling
 from support import CliProcess, free_port, wait_for_event
 
 pytestmark = pytest.mark.slow
@@ -93,3 +96,63 @@ def test_missing_source_exits_1(server_url: str, unique: Callable[[str], str],
 
 def test_usage_error_exits_2(processes: list[CliProcess]) -> None:
     assert_clear_failure(run_to_end(processes, "send"), 2)
+
+
+async def next_offer(client: SignalingClient) -> dict[str, Any]:
+    while (message := await client.receive(60))["type"] != "offer":
+        assert message["type"] in {"updata", "candidate"}, message
+    return message
+
+
+async def test_send_interrupted_exits_130_and_sends_leave(
+        server_url: str, unique: Callable[[str], str], processes: list[CliProcess],
+        payload: Path) -> None:
+    # Ctrl-C while the receiver has not answered: exit 130, and the peer gets `leave`
+    async with signaling(server_url, unique("silent")) as silent:
+        sender = CliProcess(["send", "--server", server_url, "--name", unique("impatient"),
+                             silent.name, str(payload)])
+        processes.append(sender)
+        offer = await next_offer(silent)
+        sender.send_signal(signal.SIGINT)
+        code = await asyncio.to_thread(sender.wait, 30)
+        assert code == 130, (code, sender.stderr)
+        assert "Traceback" not in sender.stderr, sender.stderr
+        while (message := await silent.receive(15))["type"] != "leave":
+            assert message["type"] in {"candidate", "updata"}, message
+        assert message["name"] == offer["name"]
+        assert message.get("session") == offer.get("session"), (message, offer)
+
+
+async def test_unreachable_peer_exits_7(server_url: str, unique: Callable[[str], str],
+                                        processes: list[CliProcess], payload: Path) -> None:
+    # the receiver answers, then its connection is gone: no ICE path within the timeout
+    async with signaling(server_url, unique("phantom")) as phantom:
+        sender = CliProcess(["send", "--server", server_url, "--name", unique("hopeful"),
+                             "--connect-timeout", "3", phantom.name, str(payload)])
+        processes.append(sender)
+        offer = await next_offer(phantom)
+        connection = new_peer_connection()
+        await connection.setRemoteDescription(
+            RTCSessionDescription(sdp=offer["offer"]["sdp"], type="offer"))
+        await connection.setLocalDescription(await connection.createAnswer())
+        answer = description(connection.localDescription)
+        await connection.close()
+        extra = {"session": offer["session"]} if "session" in offer else {}
+        await phantom.relay("answer", offer["name"], answer, **extra)
+        code = await asyncio.to_thread(sender.wait, 60)
+    assert_clear_failure(sender, 7)
+    assert code == 7
+
+
+@pytest.mark.parametrize(("signum", "expected"), [(signal.SIGINT, 130), (signal.SIGTERM, 0)])
+def test_listen_signals(server_url: str, unique: Callable[[str], str],
+                        processes: list[CliProcess], tmp_path: Path, signum: int,
+                        expected: int) -> None:
+    # docs/peer.md: listen exits 130 on SIGINT, 0 on SIGTERM, without a traceback
+    listener = CliProcess(["listen", "--server", server_url, "--name", unique("sig"), "--yes",
+                           "--dir", str(tmp_path), "--json"])
+    processes.append(listener)
+    wait_for_event(listener, "connected", timeout=60)
+    listener.send_signal(signum)
+    assert listener.wait(30) == expected, listener.stderr
+    assert "Traceback" not in listener.stderr, listener.stderr

@@ -104,7 +104,8 @@ async def test_duplicate_login_refused_and_owner_undisturbed(server_url, unique)
         assert (await owner.receive_type("offer"))["name"] == friend.name
         await thief.quiet()
         # the refused socket may still log in under a free name
-        assert unique("x") not in await thief.login(unique("thief"))
+        free_name = unique("thief")
+        assert free_name in await thief.login(free_name)
 
 
 async def test_second_login_on_same_socket_refused(server_url, unique) -> None:
@@ -169,7 +170,8 @@ async def test_everything_but_login_before_login_is_an_error(server_url, unique,
         await expect_error(client)
         await victim.quiet()
         # and the socket may still log in afterwards
-        assert unique("z") not in await client.login(unique("late"))
+        late_name = unique("late")
+        assert late_name in await client.login(late_name)
 
 
 async def test_close_sends_offline_to_all_and_leave_to_negotiating_peers_only(
@@ -182,7 +184,7 @@ async def test_close_sends_offline_to_all_and_leave_to_negotiating_peers_only(
             await peer.receive_type("offer")
         leave = await peer.receive_type("leave")
         assert leave == {"type": "leave", "name": closer_name}, leave
-        messages = []
+        messages: list[dict[str, Any]] = []
         while True:
             try:
                 messages.append(await bystander.receive(1.0))
@@ -324,7 +326,7 @@ async def test_wrong_field_types_get_error_and_nothing_relayed(server_url, uniqu
         await target.quiet()
 
 
-async def test_login_with_wrong_types_around_it(server_url, unique) -> None:
+async def test_login_with_unknown_extra_field_works(server_url, unique) -> None:
     # extra unknown fields in login are ignored (extensions must not be required)
     name = unique("extra")
     async with signaling(server_url) as client:
@@ -401,3 +403,114 @@ def test_healthz(server_url) -> None:
     parts = urlsplit(server_url)
     with urllib.request.urlopen(f"http://{parts.netloc}/healthz", timeout=10) as response:
         assert response.status == 200
+
+
+async def test_name_free_again_once_its_socket_closed(server_url, unique) -> None:
+    name = unique("reborn")
+    async with signaling(server_url, name):
+        pass
+    async with signaling(server_url) as again:
+        assert name in await again.login(name)
+
+
+async def test_burst_within_rate_limit_is_relayed_whole(server_url, unique) -> None:
+    # a normal trickle burst (well under the documented 2x burst) is not "abuse"
+    async with signaling(server_url, unique("a")) as a, signaling(server_url, unique("b")) as b:
+        for index in range(60):
+            await a.relay("candidate", b.name, {**CANDIDATE, "sdpMLineIndex": index})
+        indexes = [(await b.receive_type("candidate"))["candidate"]["sdpMLineIndex"]
+                   for _ in range(60)]
+        assert indexes == list(range(60))
+
+
+DEEP = 20000
+
+
+@pytest.mark.parametrize("frame", [
+    "[" * DEEP + "]" * DEEP,
+    '{"type":"login","name":' + "[" * DEEP + "]" * DEEP + "}",
+    '{"type":"offer","othername":"TARGET","offer":' + '{"a":' * DEEP + "1" + "}" * DEEP + "}",
+    '{"type":"login","name":' + "9" * 5000 + "}",
+], ids=["deep-array", "deep-login-name", "deep-offer", "5000-digit-int"])
+async def test_pathological_json_gets_error_and_session_survives(server_url, unique,
+                                                                 frame: str) -> None:
+    # nesting past the parser's recursion limit, or ints past Python's digit limit
+    async with signaling(server_url, unique("deep")) as client, \
+            signaling(server_url, unique("target")) as target:
+        await client.send(frame.replace("TARGET", target.name))
+        reply = await client.reply()
+        assert reply["type"] == "error", reply
+        await client.relay("offer", target.name, OFFER)
+        assert (await target.receive_type("offer"))["name"] == client.name
+    await still_serves(server_url, unique)
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+async def test_non_json_constants_never_relayed(server_url, unique, constant: str) -> None:
+    # NaN/Infinity are not JSON (RFC 8259): refuse them, never forward them to a browser
+    async with signaling(server_url, unique("nan")) as client, \
+            signaling(server_url, unique("target")) as target:
+        candidate = '{"candidate":"","sdpMid":"0","sdpMLineIndex":' + constant + "}"
+        await client.send(json.dumps({"type": "candidate", "othername": target.name,
+                                      "candidate": "CANDIDATE"})
+                          .replace('"CANDIDATE"', candidate))
+        reply = await client.reply()
+        assert reply["type"] == "error", reply
+        await target.quiet(ignore=is_presence)
+
+
+async def test_lone_surrogate_name_refused_and_others_unharmed(server_url, unique) -> None:
+    # "\ud800" parses in Python but cannot be encoded as UTF-8 for the other users
+    async with signaling(server_url, unique("watcher")) as watcher, \
+            signaling(server_url) as client:
+        await client.send('{"type":"login","name":"bad\\ud800name"}')
+        reply = await client.reply()
+        assert reply["type"] in {"login", "error"} and reply.get("success") is not True, reply
+        await watcher.quiet(ignore=is_presence)
+    await still_serves(server_url, unique)
+
+
+async def test_lone_surrogate_in_relay_does_not_hurt_target(server_url, unique) -> None:
+    # refused, or relayed escaped as valid JSON text; either way both sockets live on
+    async with signaling(server_url, unique("src")) as client, \
+            signaling(server_url, unique("dst")) as target:
+        await client.send(json.dumps({"type": "offer", "othername": target.name,
+                                      "offer": {"type": "offer", "sdp": "v=0SURROGATE"}})
+                          .replace("SURROGATE", "\\udc00"))
+        await client.relay("offer", target.name, OFFER)
+        while (relayed := await target.receive_type("offer"))["offer"] != OFFER:
+            assert relayed["name"] == client.name, relayed
+        await client.quiet(ignore=lambda message: message["type"] in {"error", "updata"})
+
+
+async def test_close_of_offer_target_sends_leave_to_offerer(server_url, unique) -> None:
+    # the target that received an offer (and never answered) is negotiating too
+    async with signaling(server_url, unique("offerer")) as offerer:
+        async with signaling(server_url, unique("target")) as target:
+            target_name = target.name
+            await offerer.relay("offer", target.name, OFFER, session="abc")
+            await target.receive_type("offer")
+        leave = await offerer.receive_type("leave")
+        assert leave == {"type": "leave", "name": target_name, "session": "abc"}, leave
+
+
+async def test_session_of_64_chars_relayed(server_url, unique) -> None:
+    async with signaling(server_url, unique("a")) as a, signaling(server_url, unique("b")) as b:
+        await a.relay("offer", b.name, OFFER, session="s" * 64)
+        assert (await b.receive_type("offer"))["session"] == "s" * 64
+
+
+async def test_sockets_not_logged_in_get_no_presence(server_url, unique) -> None:
+    async with signaling(server_url) as anonymous:
+        async with signaling(server_url, unique("someone")):
+            pass
+        await anonymous.quiet()
+
+
+async def test_name_length_counts_characters_not_bytes(server_url) -> None:
+    # "1-64 characters": 64 three-byte characters are fine, 65 are not
+    async with signaling(server_url) as fine, signaling(server_url) as too_long:
+        assert "李" * 64 in await fine.login("李" * 64)
+        await too_long.send({"type": "login", "name": "字" * 65})
+        reply = await too_long.reply()
+        assert reply.get("success") is not True, reply

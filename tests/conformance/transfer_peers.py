@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,10 +13,13 @@ from typing import Any
 
 from aiortc import RTCDataChannel, RTCSessionDescription
 from conformance.wire import (
+    ANSWER_SECONDS,
     CHUNK_SIZE,
     REPLY_SECONDS,
     ChannelInbox,
+    Closed,
     SignalingClient,
+    assert_candidate_shape,
     description,
     new_peer_connection,
     offer_channel,
@@ -112,6 +116,15 @@ class ReceiverScript:
     """What the minimal receiver answers; defaults are a conforming receiver."""
 
     decline_reason: str | None = None
+    # sent instead of a conforming accept (a hostile receiver)
+    reply_to_hello: dict[str, Any] | str | None = None
+    # bytes of each file (by name) that the receiver claims to hold already
+    held: dict[str, bytes] = field(default_factory=dict)
+    # advertised in our answer instead of aiortc's own a=max-message-size
+    max_message_size: int | None = None
+    largest_frame: int = 0
+    offer_sdp: str = ""
+    answer_sdp: str = ""
     nack_reason: str | None = None
     error_message: str | None = None
     echo_session: bool = True
@@ -126,6 +139,7 @@ async def answer_and_receive(client: SignalingClient, script: ReceiverScript,
     connection = new_peer_connection()
     channels: asyncio.Queue[RTCDataChannel] = asyncio.Queue()
     connection.on("datachannel", channels.put_nowait)
+    tasks: list[asyncio.Task[None]] = []
     try:
         while (offer := await client.receive(seconds))["type"] != "offer":
             assert offer["type"] in {"updata", "candidate"}, offer
@@ -134,15 +148,38 @@ async def answer_and_receive(client: SignalingClient, script: ReceiverScript,
         await connection.setLocalDescription(await connection.createAnswer())
         extra = {"session": offer["session"]} if script.echo_session and "session" in offer \
             else {}
-        await client.relay("answer", offer["name"], description(connection.localDescription),
-                           **extra)
-        channel = await asyncio.wait_for(channels.get(), 30)
+        answer = description(connection.localDescription)
+        if script.max_message_size is not None:
+            answer["sdp"] = re.sub(r"a=max-message-size:\d+",
+                                   f"a=max-message-size:{script.max_message_size}",
+                                   answer["sdp"])
+        await client.relay("answer", offer["name"], answer, **extra)
+        script.offer_sdp = offer["offer"]["sdp"]
+        script.answer_sdp = answer["sdp"]
+        watching = asyncio.create_task(watch_candidates(client))
+        tasks.append(watching)
+        channel = await asyncio.wait_for(channels.get(), ANSWER_SECONDS + 5)
         assert channel.label == "rtcxfer/1", channel.label
         inbox = ChannelInbox(channel)
         await receive_on(inbox, script)
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
     finally:
+        for task in tasks:
+            task.cancel()
         script.finished.set()
         await connection.close()
+
+
+async def watch_candidates(client: SignalingClient) -> None:
+    """Check the shape of every candidate the sender trickles after our answer."""
+    with contextlib.suppress(Closed):
+        while True:
+            with contextlib.suppress(TimeoutError):
+                message = await client.receive(3600)
+                if message["type"] == "candidate":
+                    assert_candidate_shape(message["candidate"])
 
 
 async def receive_on(inbox: ChannelInbox, script: ReceiverScript) -> None:
@@ -153,18 +190,24 @@ async def receive_on(inbox: ChannelInbox, script: ReceiverScript) -> None:
         inbox.send({"type": "decline", "reason": script.decline_reason})
         await inbox.receive(15)
         return
-    if script.error_message is not None:
-        inbox.send({"type": "error", "message": script.error_message})
-        await inbox.receive(15)
+    if script.error_message is not None or script.reply_to_hello is not None:
+        inbox.send(script.reply_to_hello
+                   or {"type": "error", "message": script.error_message})
+        # the sender answers with an error and closes, or just closes
+        with contextlib.suppress(TimeoutError):
+            while await inbox.receive(15) is not None:
+                pass
         return
     files = hello["files"]
-    inbox.send({"type": "accept", "offsets": [0] * len(files)})
+    offsets = [len(script.held.get(entry["name"], b"")) for entry in files]
+    inbox.send({"type": "accept", "offsets": offsets})
     for index, entry in enumerate(files):
         start = await inbox.receive_control(30)
-        assert start == {"type": "file", "index": index, "offset": 0}, start
-        data = bytearray()
+        assert start == {"type": "file", "index": index, "offset": offsets[index]}, start
+        data = bytearray(script.held.get(entry["name"], b""))
         while isinstance(chunk := await inbox.receive(30), bytes):
             assert len(chunk) <= 64 * 1024, len(chunk)
+            script.largest_frame = max(script.largest_frame, len(chunk))
             data.extend(chunk)
         assert chunk is not None and chunk["type"] == "eof" and chunk["index"] == index, chunk
         ok = chunk["sha256"] == sha256_hex(bytes(data)) and len(data) == entry["size"]

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
+import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -19,6 +21,8 @@ from websockets.exceptions import ConnectionClosed
 
 # Long enough for a loaded two-core machine; a conforming reply arrives in milliseconds.
 REPLY_SECONDS = 10.0
+# An answer from a peer on loopback takes well under a second, even on a loaded machine.
+ANSWER_SECONDS = 15.0
 # How long "nothing arrives" is watched for; a relay on loopback takes milliseconds.
 QUIET_SECONDS = 0.6
 CHANNEL_LABEL = "rtcxfer/1"
@@ -41,6 +45,10 @@ class Closed(Exception):
         self.code = code
 
 
+def _reject_constant(constant: str) -> Any:
+    raise AssertionError(f"frame is not strict JSON (RFC 8259): contains {constant}")
+
+
 class SignalingClient:
     """One raw WebSocket to the signaling server, speaking PROTOCOL.md section 1."""
 
@@ -52,12 +60,18 @@ class SignalingClient:
         await self.connection.send(message if isinstance(message, str | bytes)
                                    else json.dumps(message))
 
-    async def receive(self, seconds: float = REPLY_SECONDS) -> dict[str, Any]:
+    async def receive_frame(self, seconds: float = REPLY_SECONDS) -> str:
+        """The next text frame as sent; it must be strict JSON (no NaN, no Infinity)."""
         try:
             frame = await asyncio.wait_for(self.connection.recv(), seconds)
         except ConnectionClosed as closed:
             raise Closed(closed.rcvd.code if closed.rcvd else None) from closed
         assert isinstance(frame, str), f"server sent a binary frame: {frame!r}"
+        json.loads(frame, parse_constant=_reject_constant)
+        return frame
+
+    async def receive(self, seconds: float = REPLY_SECONDS) -> dict[str, Any]:
+        frame = await self.receive_frame(seconds)
         message = json.loads(frame)
         assert isinstance(message, dict) and isinstance(message.get("type"), str), frame
         return message
@@ -136,6 +150,8 @@ class ChannelInbox:
 
     def __init__(self, channel: RTCDataChannel) -> None:
         self.channel = channel
+        self.offer_sdp = ""
+        self.answer_sdp = ""
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
         channel.on("message", self.queue.put_nowait)
         channel.on("close", lambda: self.queue.put_nowait(self.CLOSED))
@@ -184,6 +200,8 @@ async def offer_channel(client: SignalingClient, target: str,
         extra = {} if session is None else {"session": session}
         await client.relay("offer", target, description(connection.localDescription), **extra)
         answer = await _answer_from(client, target)
+        inbox.offer_sdp = connection.localDescription.sdp
+        inbox.answer_sdp = answer["answer"]["sdp"]
         await connection.setRemoteDescription(
             RTCSessionDescription(sdp=answer["answer"]["sdp"], type="answer"))
         try:
@@ -201,9 +219,39 @@ async def offer_channel(client: SignalingClient, target: str,
 async def _answer_from(client: SignalingClient, target: str) -> dict[str, Any]:
     """The answer of ``target``, skipping its trickled candidates and presence noise."""
     while True:
-        message = await client.receive(30)
+        message = await client.receive(ANSWER_SECONDS)
         if message["type"] == "answer" and message["name"] == target:
             return message
         if message["type"] == "error":
             raise AssertionError(f"server refused the offer: {message}")
-        assert message["type"] in {"updata", "candidate"}, message
+        if message["type"] == "candidate":
+            assert_candidate_shape(message["candidate"])
+        # a `leave` here ends the peer's previous connection (one per pair without
+        # `session`), sent when that one closed; it cannot concern an offer not answered yet
+        assert message["type"] in {"updata", "candidate", "leave"}, message
+
+
+def assert_candidate_shape(candidate: Any) -> None:
+    """An RTCIceCandidateInit as PROTOCOL.md 1.1 describes it, or end-of-candidates."""
+    if candidate is None:
+        return
+    assert isinstance(candidate, dict), candidate
+    assert isinstance(candidate.get("candidate"), str), candidate
+    assert candidate["candidate"] == "" or candidate["candidate"].startswith("candidate:"), \
+        candidate
+    assert isinstance(candidate.get("sdpMid"), str | None), candidate
+    assert isinstance(candidate.get("sdpMLineIndex"), int | None), candidate
+
+
+def verification_code(offer_sdp: str, answer_sdp: str) -> str:
+    """The short code of docs/protocol.md, computed from the two SDPs."""
+    def fingerprint(sdp: str) -> str:
+        match = re.search(r"^a=fingerprint:sha-256 ([0-9A-Fa-f:]+)", sdp,
+                          re.IGNORECASE | re.MULTILINE)
+        assert match, "no sha-256 fingerprint in the SDP"
+        return match.group(1).upper()
+
+    digest = hashlib.sha256(
+        f"rtcxfer-verify/1|{fingerprint(offer_sdp)}|{fingerprint(answer_sdp)}".encode()).digest()
+    number = int.from_bytes(digest[:4], "big") % 100_000_000
+    return f"{number // 10000:04d}-{number % 10000:04d}"

@@ -48,7 +48,7 @@ def test_summary_event_and_human_line(capsys: pytest.CaptureFixture[str]) -> Non
     Output(OutputMode.HUMAN).summary(report, peer="bob", session="s", direction="receive")
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert "2 file(s), 4.0 MiB (1.0 KiB resumed) received from bob in 2.0 s (2.0 MiB/s)" \
+    assert "2 files, 4.0 MiB (1.0 KiB resumed) received from bob in 2.0 s (2.0 MiB/s)" \
         in captured.err
 
 

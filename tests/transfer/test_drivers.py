@@ -345,3 +345,20 @@ async def test_file_list_too_big_for_one_message_is_refused_before_sending(
                              observer=RecordingObserver())
         with pytest.raises(TransferFailed, match="send fewer files at once"):
             await receiver.report()
+
+
+async def test_whole_part_file_is_verified_and_placed_without_resending(
+        tmp_path: Path) -> None:
+    source = tmp_path / "complete.bin"
+    content = write_random(source, 300_000)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    part, meta = (inbox / name for name in part_names("complete.bin"))
+    part.write_bytes(content)  # e.g. the receiver died between the last write and rename
+    meta.write_text(f'{{"size": {len(content)}, "mtime": {source.stat().st_mtime!r}}}')
+
+    sent, received, _, _ = await transfer([source], inbox)
+
+    assert (sent.bytes, sent.resumed_bytes, received.resumed_bytes) == (0, 300_000, 300_000)
+    assert (inbox / "complete.bin").read_bytes() == content
+    assert leftovers(inbox) == []

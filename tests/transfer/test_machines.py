@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rtcxfer.protocol.transfer import (
     Accept,
@@ -323,3 +325,63 @@ def test_receiver_peer_error_channel_close_and_abort() -> None:
     assert sent(aborted.abort("the receiver was interrupted")) == [
         Error("the receiver was interrupted")]
     assert aborted.channel_closed() == ()
+
+
+def test_receiver_rejects_a_file_past_the_last_one() -> None:
+    machine = accepted_receiver(B)
+    machine.receive_message(FileStart(0, 0))
+    machine.receive_message(Eof(0, SHA))
+    assert is_violation(machine.receive_message(FileStart(1, 0)))
+
+
+# Any sequence of peer input: the machines answer with actions, never an exception ------
+
+_indices = st.integers(min_value=0, max_value=3)
+_sizes = st.integers(min_value=0, max_value=20)
+_entries = st.builds(FileEntry, st.sampled_from(["a", "b/c", "d.txt"]), _sizes,
+                     st.none() | st.floats(0, 1e9))
+_messages = st.one_of(
+    st.builds(lambda files: Hello(files=tuple(files), total=sum(f.size for f in files)),
+              st.lists(_entries, max_size=3, unique_by=lambda entry: entry.name)),
+    st.builds(Accept, st.lists(_sizes, max_size=4).map(tuple)),
+    st.builds(Decline, st.just("no")),
+    st.builds(FileStart, _indices, _sizes),
+    st.builds(Eof, _indices, st.just(SHA)),
+    st.builds(Ack, _indices, st.booleans()),
+    st.just(Done()),
+    st.builds(Error, st.just("boom")),
+)
+_peer_input = st.one_of(_messages, _sizes)  # an int is a binary frame of that length
+
+
+@settings(deadline=None, max_examples=300)
+@given(st.lists(st.one_of(_peer_input, st.just("verify"), st.just("decide")), max_size=30))
+def test_receiver_survives_any_input(events: list[object]) -> None:
+    machine = ReceiverMachine()
+    for event in events:
+        if event == "decide":
+            machine.decide(None, [0] * len(machine.files))
+        elif event == "verify":
+            for index in sorted(machine.verifying):
+                machine.file_verified(index, True, None, None)
+        elif isinstance(event, int):
+            machine.receive_chunk(event)
+        else:
+            machine.receive_message(event)  # type: ignore[arg-type]
+    assert isinstance(machine.state, ReceiverState)
+
+
+@settings(deadline=None, max_examples=300)
+@given(st.lists(st.one_of(_peer_input, st.just("sent")), max_size=30))
+def test_sender_survives_any_input(events: list[object]) -> None:
+    machine = SenderMachine([A, B])
+    machine.start()
+    for event in events:
+        if event == "sent":
+            if machine.state is SenderState.SENDING_FILE:
+                machine.file_sent(machine.current, SHA)
+        elif isinstance(event, int):
+            machine.receive_chunk(event)
+        else:
+            machine.receive_message(event)  # type: ignore[arg-type]
+    assert isinstance(machine.state, SenderState)

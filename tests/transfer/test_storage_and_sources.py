@@ -171,3 +171,15 @@ def test_unsendable_paths_raise_source_error(tmp_path: Path, setup: str,
         paths = [one]
     with pytest.raises(SourceError, match=complaint):
         collect_sources(paths)
+
+
+def test_two_transfers_of_one_name_do_not_share_a_part_file(tmp_path: Path) -> None:
+    folder = DownloadFolder(tmp_path)
+    first = folder.open_part(ENTRY, 0)
+    with pytest.raises(StorageError, match="another transfer is receiving this file"):
+        folder.open_part(ENTRY, 0)
+    first.write([b"a" * 10])
+    first.close()
+    second = folder.open_part(ENTRY, 10)
+    assert second.held == 10
+    second.close()
