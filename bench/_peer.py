@@ -77,19 +77,11 @@ async def run_sender(style: str, path: Path) -> dict[str, Any]:
     answer = await read_signal()
     await pc.setRemoteDescription(RTCSessionDescription(**answer))
 
-    finished: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-
-    @channel.on("message")
-    def on_message(message: str | bytes) -> None:
-        if not finished.done():
-            finished.set_result(str(message))
-
     await opened.wait()
     cpu_start, _ = usage_snapshot()
     started = time.perf_counter()
     if style == "baseline":
-        await send_like_aiortc_example(channel, path)
-        reply = await finished
+        reply = await send_like_aiortc_example(channel, path)
     else:
         reply = await send_with_rtcxfer(pc, channel, path)
     elapsed = time.perf_counter() - started
@@ -103,9 +95,16 @@ async def run_sender(style: str, path: Path) -> dict[str, Any]:
     }
 
 
-async def send_like_aiortc_example(channel: RTCDataChannel, path: Path) -> None:
-    """The sending loop of aiortc's examples/datachannel-filexfer, unchanged in spirit."""
+async def send_like_aiortc_example(channel: RTCDataChannel, path: Path) -> str:
+    """The sending loop of aiortc's examples/datachannel-filexfer; the receiver's reply."""
     done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    reply: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    @channel.on("message")
+    def on_message(message: str | bytes) -> None:
+        if not reply.done():
+            reply.set_result(str(message))
+
     with path.open("rb") as source:
         done_reading = False
 
@@ -124,6 +123,7 @@ async def send_like_aiortc_example(channel: RTCDataChannel, path: Path) -> None:
         channel.on("bufferedamountlow", send_data)
         send_data()
         await done
+    return await reply
 
 
 class QuietObserver:
@@ -205,15 +205,58 @@ def receive_with_rtcxfer(
     async def accept(offer: IncomingOffer) -> None:
         return None
 
+    # receive_files must be called from the datachannel event itself: it registers its
+    # message listener before returning, so the sender's first frame cannot slip by.
+    transfer = receive_files(channel, download_dir=folder, decide=accept, overwrite=True,
+                             observer=QuietObserver())
+
     async def receive() -> None:
-        report = await receive_files(channel, download_dir=folder, decide=accept,
-                                     overwrite=True, observer=QuietObserver())
+        report = await transfer
         result.set_result({"bytes": report.bytes, "cpu_start": cpu_start})
 
     task = asyncio.ensure_future(receive())
     # The event loop holds tasks weakly: keep this one alive until it finishes.
     BACKGROUND_TASKS.add(task)
     task.add_done_callback(BACKGROUND_TASKS.discard)
+
+
+def stock_method(name: str) -> Any:
+    from aiortc.rtcsctptransport import RTCSctpTransport
+
+    return getattr(RTCSctpTransport, name)
+
+
+def without_component(component: str) -> None:
+    """Put one piece of the fast path back to stock aiortc, to measure what it buys."""
+    import aiortc.rtcpeerconnection
+    from aiortc.rtcdtlstransport import RTCDtlsTransport
+
+    from rtcxfer.fastpath.ice import BurstReader
+    from rtcxfer.fastpath.sctp import FastSctpTransport
+
+    if component == "delayed-sack":
+        FastSctpTransport._send_sack = stock_method("_send_sack")
+    elif component == "sack-processing":
+        stock_receive_sack = stock_method("_receive_sack_chunk")
+
+        async def receive_sack(self: Any, chunk: Any) -> None:
+            # Stock SACK handling marks retransmissions without telling the fast
+            # _transmit, so let it scan the sent queue every time, as stock does.
+            self._retransmit_pending = True
+            await stock_receive_sack(self, chunk)
+
+        FastSctpTransport._receive_sack_chunk = receive_sack
+    elif component == "reassembly":
+        FastSctpTransport._receive_data_chunk = stock_method("_receive_data_chunk")
+    elif component == "t3-deadline":
+        for name in ("_t3_start", "_t3_restart", "_t3_cancel"):
+            setattr(FastSctpTransport, name, stock_method(name))
+    elif component == "burst-read":
+        BurstReader.install = classmethod(lambda cls, pair, on_dtls: None)  # type: ignore[assignment]
+    elif component == "sync-dtls":
+        aiortc.rtcpeerconnection.RTCDtlsTransport = RTCDtlsTransport
+    else:
+        raise SystemExit(f"unknown component {component!r}")
 
 
 def main() -> None:
@@ -224,6 +267,8 @@ def main() -> None:
     parser.add_argument("--fast-path", action="store_true", help="enable rtcxfer.fastpath")
     parser.add_argument("--profile", type=Path, help="write a cProfile dump here")
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop")
+    parser.add_argument("--without", action="append", default=[],
+                        help="put this fast path component back to stock (repeatable)")
     args = parser.parse_args()
 
     aioice.ice.get_host_addresses = loopback_only
@@ -231,6 +276,8 @@ def main() -> None:
         from rtcxfer import fastpath
 
         fastpath.enable()
+        for component in args.without:
+            without_component(component)
     run = run_sender if args.role == "sender" else run_receiver
     profiler = cProfile.Profile() if args.profile else None
     if profiler is not None:

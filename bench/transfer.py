@@ -41,6 +41,7 @@ class Variant:
     style: str
     fast_path: bool
     uvloop: bool = False
+    without: tuple[str, ...] = ()
 
 
 VARIANTS = {
@@ -53,6 +54,12 @@ VARIANTS = {
     # rtcxfer on uvloop (the fast path's burst reads need asyncio's selector loop).
     "rtcxfer-uvloop": Variant("rtcxfer-uvloop", "rtcxfer", fast_path=True, uvloop=True),
 }
+# Ablations: the fast path with one component put back to stock, to see what each buys.
+FAST_PATH_COMPONENTS = ("delayed-sack", "sack-processing", "reassembly", "t3-deadline",
+                        "burst-read", "sync-dtls")
+for _component in FAST_PATH_COMPONENTS:
+    VARIANTS[f"no-{_component}"] = Variant(f"no-{_component}", "rtcxfer", fast_path=True,
+                                           without=(_component,))
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,8 @@ def spawn_peer(role: str, variant: Variant, path: Path, profile_dir: Path | None
         command.append("--fast-path")
     if variant.uvloop:
         command.append("--uvloop")
+    for component in variant.without:
+        command += ["--without", component]
     if profile_dir is not None:
         command += ["--profile", str(profile_dir / f"{variant.name}-{run_index}-{role}.prof")]
     return subprocess.Popen(
@@ -170,14 +179,14 @@ def summarize(results: list[RunResult], names: list[str], size_mib: int) -> str:
         sender_cpu = statistics.median(r.sender_cpu for r in mine)
         receiver_cpu = statistics.median(r.receiver_cpu for r in mine)
         rows.append(
-            f"{name:<14} {speed:>8.1f} "
+            f"{name:<20} {speed:>8.1f} "
             f"{sender_cpu:>9.1f} {receiver_cpu:>9.1f} "
             f"{sender_cpu / size_mib * 1000:>7.1f} {receiver_cpu / size_mib * 1000:>7.1f} "
             f"{max(r.sender_rss for r in mine) / MIB:>7.0f} "
             f"{max(r.receiver_rss for r in mine) / MIB:>7.0f}   "
             + " ".join(f"{r.megabytes_per_second:.1f}" for r in mine)
         )
-    header = (f"{'variant':<14} {'MB/s':>8} {'cpu-s tx':>9} {'cpu-s rx':>9} "
+    header = (f"{'variant':<20} {'MB/s':>8} {'cpu-s tx':>9} {'cpu-s rx':>9} "
               f"{'ms/MiB tx':>7} {'ms/MiB rx':>7} {'RSS tx':>7} {'RSS rx':>7}   runs (MB/s)")
     lines = [f"{size_mib} MiB per run, medians of {len(results) // len(names)} interleaved runs",
              header, *rows]

@@ -15,6 +15,7 @@ from rtcxfer import __version__
 from rtcxfer.errors import ExitCode, RtcxferError
 
 LOG_LEVELS = click.Choice(["debug", "info", "warning", "error"], case_sensitive=False)
+RATE_BURST_SECONDS = 5
 
 
 def configure_logging(level: str) -> None:
@@ -50,7 +51,7 @@ def cli() -> None:
 @click.option("--allow-origin", "allowed_origins", multiple=True, metavar="ORIGIN",
               help="Also accept WebSockets from this browser origin (repeatable; '*' for any).")
 @click.option("--rate-limit", type=click.FloatRange(min=1), default=100.0, show_default=True,
-              help="Messages per second per connection (bursts of twice as many); "
+              help="Messages per second per connection (bursts of five seconds' worth); "
                    "a client above it is closed with 1008.")
 @click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True)
 def serve(host: str, port: int, max_users: int, token: str | None, certfile: Path | None,
@@ -76,7 +77,7 @@ def serve(host: str, port: int, max_users: int, token: str | None, certfile: Pat
         ssl_context=load_tls(certfile, keyfile) if certfile is not None else None,
         allowed_origins=frozenset(allowed_origins),
         message_rate=rate_limit,
-        message_burst=max(1, round(2 * rate_limit)),
+        message_burst=max(1, round(RATE_BURST_SECONDS * rate_limit)),
     )
     serve_main(config)
 

@@ -17,9 +17,11 @@ from typing import Any
 
 from aioice.ice import StunProtocol
 from aiortc import clock
-from aiortc.rtcdtlstransport import RTCDtlsTransport, State
+from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsTransport, State
+from aiortc.rtcicetransport import RTCIceTransport
 from aiortc.rtp import is_rtcp
 from cryptography.hazmat.bindings.openssl.binding import Binding
+from OpenSSL import SSL
 
 from rtcxfer.fastpath.ice import BurstReader, enlarge_receive_buffer, is_dtls
 from rtcxfer.fastpath.inline import InlineRunner
@@ -59,7 +61,7 @@ class _DatagramSink:
 class FastDtlsTransport(RTCDtlsTransport):
     """aiortc's ``RTCDtlsTransport`` with a synchronous receive path after the handshake."""
 
-    def __init__(self, transport: Any, certificates: list[Any]) -> None:
+    def __init__(self, transport: RTCIceTransport, certificates: list[RTCCertificate]) -> None:
         super().__init__(transport, certificates)
         self._read_buffer = _ffi.new("char[]", RECORD_BUFFER_SIZE)
         self._write_buffer = _ffi.new("char[]", DATAGRAM_SIZE)
@@ -111,7 +113,9 @@ class FastDtlsTransport(RTCDtlsTransport):
                 self._closed.set_exception(DtlsClosed(f"receive path failed: {error!r}"))
 
     def _datagram_received(self, data: bytes) -> None:
-        if self._closed is None or self._closed.done():
+        if not data or self._closed is None or self._closed.done():
+            # An empty datagram is nobody's: dropping it keeps one stray packet from
+            # failing the transport.
             return
         self._RTCDtlsTransport__rx_bytes += len(data)
         self._RTCDtlsTransport__rx_packets += 1
@@ -162,7 +166,11 @@ class FastDtlsTransport(RTCDtlsTransport):
         self._dtls_timer = None
         if self._closed is None or self._closed.done():
             return
-        self._ssl.DTLSv1_handle_timeout()
+        try:
+            self._ssl.DTLSv1_handle_timeout()
+        except SSL.Error as error:
+            self._connection_lost(DtlsClosed(f"DTLS retransmission failed: {error}"))
+            return
         self._flush_records()
         self._service_dtls_timer()
 
@@ -178,11 +186,13 @@ class FastDtlsTransport(RTCDtlsTransport):
     async def _send_data(self, data: bytes) -> None:
         if self._state != State.CONNECTED:
             raise ConnectionError("Cannot send encrypted data, not connected")
+        pair = self.transport._connection._nominated.get(1)
+        if pair is None:
+            raise ConnectionError("Cannot send data, not connected")
         if _lib.SSL_write(self._ssl._ssl, data, len(data)) <= 0:
             _lib.ERR_clear_error()
             raise ConnectionError("DTLS refused to encrypt the packet")
-        pair = self.transport._connection._nominated.get(1)
-        if pair is not None and type(pair.protocol) is StunProtocol:
+        if type(pair.protocol) is StunProtocol:
             self._flush_records()
         else:
             # TURN wraps datagrams itself: keep aiortc's path for it.

@@ -34,8 +34,10 @@ class InlineRunner:
         if self._closed:
             coroutine.close()
         elif self._busy:
+            # Also when called from inside a coroutine being stepped: it runs next.
             self._waiting.append(coroutine)
         else:
+            self._busy = True
             self._step(coroutine)
 
     def close(self) -> None:
@@ -58,7 +60,6 @@ class InlineRunner:
                 self._busy = False
                 self._on_error(error)
                 return
-            self._busy = True
             self._suspend(coroutine, awaited)
             return
 

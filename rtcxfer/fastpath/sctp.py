@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any
 
+from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcsctptransport import (
     SCTP_DATA_LAST_FRAG,
     USERDATA_MAX_LENGTH,
@@ -47,7 +47,7 @@ def tsn_distance(later: int, earlier: int) -> int:
 class FastSctpTransport(RTCSctpTransport):
     """aiortc's SCTP transport with per-packet and per-SACK costs cut down."""
 
-    def __init__(self, transport: Any, port: int = 5000) -> None:
+    def __init__(self, transport: RTCDtlsTransport, port: int = 5000) -> None:
         super().__init__(transport, port)
         # Receiver: DATA packets not yet acknowledged, and whether one SACK flush is
         # already scheduled for the end of the current event-loop iteration.
@@ -237,7 +237,9 @@ class FastSctpTransport(RTCSctpTransport):
             self._t3_restart()
 
         self._update_advanced_peer_ack_point()
-        await self._data_channel_flush()
+        if not self._outbound_queue or self._reconfig_queue:
+            # Only then can aiortc's flush move a message in or start a stream reset.
+            await self._data_channel_flush()
         await self._transmit()
 
     async def _transmit(self) -> None:

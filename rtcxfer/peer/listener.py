@@ -180,9 +180,9 @@ class Listener:
                 self.output.summary(report, peer=session.peer, session=session.session_id,
                                     direction="receive")
         except RtcxferError as error:
-            self.output.report("transfer_failed", f"transfer from {session.peer}: {error}",
-                               peer=session.peer, session=session.session_id,
-                               message=str(error))
+            message = f"transfer from {session.peer} failed: {error}"
+            self.output.report("transfer_failed", message, peer=session.peer,
+                               session=session.session_id, message=message)
         finally:
             self._sessions.discard(session)
             if receiving.done() and not receiving.cancelled():

@@ -38,13 +38,17 @@ async def send(peer: str, paths: Sequence[Path], options: ClientOptions,
         output.report("verification", f"verification code: {code}",
                       peer=peer, session=session.session_id, code=code)
         output.say(f"waiting for {peer} to accept…")
-        report = await session.until(send_files(
-            channel,
-            sources,
-            max_message_size=session.remote_max_message_size,
-            observer=output.observer(peer=peer, session=session.session_id,
-                                     direction="send"),
-        ))
+        try:
+            report = await session.until(send_files(
+                channel,
+                sources,
+                max_message_size=session.remote_max_message_size,
+                observer=output.observer(peer=peer, session=session.session_id,
+                                         direction="send"),
+            ))
+        except TransferFailed as error:
+            # The transfer layer speaks of "the receiver"; the person needs the name.
+            raise TransferFailed(f"sending to {peer} failed: {error}") from error
         output.summary(report, peer=peer, session=session.session_id, direction="send")
         return report
     finally:

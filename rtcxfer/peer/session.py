@@ -37,7 +37,12 @@ from aiortc import (
 from rtcxfer.errors import NoIcePath, RtcxferError, ServerUnreachable, TransferFailed
 from rtcxfer.peer import loopback
 from rtcxfer.peer.candidates import CandidateError, candidate_from_init, candidate_to_init
-from rtcxfer.peer.sdp import SdpError, data_channel_mline, max_message_size
+from rtcxfer.peer.sdp import (
+    SdpError,
+    data_channel_mline,
+    max_message_size,
+    sha256_fingerprint,
+)
 from rtcxfer.peer.signaling import NO_SESSION, Signal, SignalingClient
 from rtcxfer.peer.verification import verification_code
 
@@ -148,7 +153,8 @@ class PeerSession:
             self._left = True
             self.end(TransferFailed(f"{self.peer} left"))
         elif signal.type == "offer" and self.role is Role.ANSWERER:
-            await self._set_remote(signal.payload, "offer")
+            if not await self._set_remote(signal.payload, "offer"):
+                return
             await self.pc.setLocalDescription(await self.pc.createAnswer())
             await self.signaling.send_answer(self.peer, self.session_id, _description(self.pc))
             await self._trickle_local_candidates()
@@ -159,21 +165,29 @@ class PeerSession:
         else:
             logger.debug("ignoring an unexpected %s from %s", signal.type, self.label)
 
-    async def _set_remote(self, payload: Any, expected: str) -> None:
+    async def _set_remote(self, payload: Any, expected: str) -> bool:
+        """Apply the peer's description; False if one was applied already."""
         if self._described.is_set():
             logger.debug("ignoring a second %s from %s", expected, self.label)
-            return
+            return False
         if (
             not isinstance(payload, dict)
             or payload.get("type") != expected
             or not isinstance(payload.get("sdp"), str)
         ):
             raise TransferFailed(f"{self.peer} sent a malformed {expected}")
+        try:
+            # aiortc reads an SDP without these as an empty session and would answer it.
+            data_channel_mline(payload["sdp"])
+            sha256_fingerprint(payload["sdp"])
+        except SdpError as error:
+            raise TransferFailed(f"{self.peer} sent an unusable {expected}: {error}") from None
         await self.pc.setRemoteDescription(RTCSessionDescription(payload["sdp"], expected))
         self._described.set()
         early, self._early_candidates = self._early_candidates, []
         for init in early:
             await self._add_candidate(init)
+        return True
 
     async def _add_candidate(self, init: Any) -> None:
         if not self._described.is_set():
@@ -229,9 +243,10 @@ class PeerSession:
         await self.signaling.send_candidate(self.peer, self.session_id, None)
 
     async def _watch_signaling(self) -> None:
-        # Negotiation needs the server; an established connection does not.
+        # Negotiation needs the server until both descriptions are exchanged (they
+        # carry every candidate); from then on ICE and DTLS finish without it.
         await self.signaling.wait_closed()
-        if not self._connected.is_set():
+        if not self._connected.is_set() and not self._described.is_set():
             self.end(ServerUnreachable(
                 f"lost the signaling server at {self.signaling.url} while connecting to "
                 f"{self.peer}"))
@@ -303,7 +318,7 @@ class PeerSession:
         if self._closed:
             return
         self._closed = True
-        self.signaling.unroute(self.peer, self.session_id)
+        self.signaling.unroute(self.peer, self.session_id, self._inbox.put_nowait)
         for task in (self._pump, self._watch, *self._background):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -152,8 +152,10 @@ class SignalingClient:
     def route(self, peer: str, session: str, handler: SignalHandler) -> None:
         self._routes[(peer, session)] = handler
 
-    def unroute(self, peer: str, session: str) -> None:
-        self._routes.pop((peer, session), None)
+    def unroute(self, peer: str, session: str, handler: SignalHandler) -> None:
+        """Stop routing to ``handler``, unless a newer connection took the route over."""
+        if self._routes.get((peer, session)) == handler:
+            del self._routes[(peer, session)]
 
     # -- sending ----------------------------------------------------------
 
@@ -234,17 +236,29 @@ class SignalingClient:
             logger.debug("ignoring %s without a usable name/session", kind)
             return
         signal = Signal(kind, peer, session, message.get(kind))
-        if kind == "leave" and session == NO_SESSION:
-            handlers = [h for (p, _), h in list(self._routes.items()) if p == peer]
-        else:
-            handler = self._routes.get((peer, session))
-            handlers = [handler] if handler is not None else []
-        if handlers:
-            for handler in handlers:
-                handler(signal)
-        elif kind == "offer" and self.on_new_offer is not None:
+        if kind == "offer" and self.on_new_offer is not None:
+            # An offer always starts a connection. One for a (peer, session) that has
+            # one already means the peer started over (without `session` a pair has one
+            # connection at a time): the old connection ends as if the peer had left.
+            replaced = self._routes.pop((peer, session), None)
+            if replaced is not None:
+                replaced(Signal("leave", peer, session, None))
             self.on_new_offer(signal)
+            return
+        to_peer = [(s, h) for (p, s), h in list(self._routes.items()) if p == peer]
+        if kind == "leave" and session == NO_SESSION:
+            handlers = [h for _, h in to_peer]
+        elif (peer, session) in self._routes:
+            handlers = [self._routes[(peer, session)]]
+        elif session == NO_SESSION and len(to_peer) == 1:
+            # `session` is an extension: a peer that does not echo it still answers
+            # the one connection we have with it.
+            handlers = [to_peer[0][1]]
         else:
+            handlers = []
+        for handler in handlers:
+            handler(signal)
+        if not handlers:
             logger.debug("no session for %s from %s (session %r)", kind, peer, session)
 
 

@@ -1,4 +1,4 @@
-"""Running the signaling server as a process: event loop, file limits, signals, TLS, URLs."""
+"""Running the signaling server as a process: event loop, limits, GC, signals, TLS."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from rtcxfer.errors import RtcxferError
 from rtcxfer.server.server import ServerConfig, SignalingServer
 
 logger = logging.getLogger("rtcxfer.server")
+
 
 class ServeError(RtcxferError):
     """The server cannot start: bad TLS files, address in use, ..."""
@@ -58,9 +59,7 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-def run_until_signalled(
-    main: Callable[[], Coroutine[Any, Any, None]],
-) -> None:
+def run_on_fastest_loop(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
     """Run ``main()`` on uvloop when it is installed, else on the default asyncio loop."""
     try:
         import uvloop
@@ -85,11 +84,11 @@ async def serve_until_signalled(
         loop.add_signal_handler(signum, stop.set)
     server = SignalingServer(config)
     try:
-        await server.start()
-    except OSError as error:
-        reason = error.strerror or str(error)
-        raise ServeError(f"cannot listen on {config.host}:{config.port}: {reason}") from error
-    try:
+        try:
+            await server.start()
+        except OSError as error:
+            reason = error.strerror or str(error)
+            raise ServeError(f"cannot listen on {config.host}:{config.port}: {reason}") from error
         announce(server.url, server.page_url)
         await stop.wait()
         logger.info("shutting down (%d online)", len(server.users))
@@ -111,4 +110,4 @@ def serve_main(config: ServerConfig) -> None:
     logger.debug("open file limit %d", limit)
     if limit < config.max_users + 64:
         logger.warning("open file limit %d is below --max-users %d", limit, config.max_users)
-    run_until_signalled(lambda: serve_until_signalled(config, announce))
+    run_on_fastest_loop(lambda: serve_until_signalled(config, announce))

@@ -1,18 +1,20 @@
 """The asyncio signaling server: PROTOCOL.md section 1 on top of :mod:`rtcxfer.protocol.signaling`.
 
-Every decision is taken synchronously in :meth:`SignalingServer.receive` as a
-frame arrives; the only coroutine per connection is the websockets handler
-that feeds it. Outgoing frames are encoded once and written straight to each
-recipient's transport (:meth:`SignalingServer.write`), so a broadcast to N
-users costs N buffer appends, not N coroutines, and a recipient that does not
-read never blocks the sender: once its send queue passes a limit it is
-disconnected instead.
+websockets does the handshake, framing, keepalive and closing. Every decision
+is then taken synchronously, as a frame is parsed (:meth:`SignalingServer.receive`),
+with no queue and no task switch per message. Outgoing frames are encoded once
+and queued per recipient (:meth:`SignalingServer.write`); each recipient's
+queue leaves in one transport write (:meth:`SignalingServer.flush`), so a
+broadcast to N users costs N list appends, not N coroutines, and a recipient
+that does not read never blocks a sender: once its send buffer passes a limit
+it is disconnected instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hmac
 import http
 import importlib.resources
@@ -22,13 +24,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self, cast
 
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
-from websockets.frames import CloseCode, Frame, Opcode
+from websockets.frames import DATA_OPCODES, CloseCode, Frame, Opcode
 from websockets.http11 import Request, Response
-from websockets.protocol import State
+from websockets.protocol import Event, State
+from websockets.server import ServerProtocol
 
 from rtcxfer import __version__
 from rtcxfer.protocol.signaling import (
@@ -65,10 +67,6 @@ DEFAULT_PORT = 9090
 # Frames above MAX_FRAME_BYTES but below this get an "error" and the connection
 # lives on; larger ones are not even read: websockets closes with 1009.
 HARD_FRAME_LIMIT = 1024 * 1024
-# Received messages buffered per connection before reading from its socket pauses.
-RECEIVE_QUEUE = 8
-# Connections may exceed max_users by this many (clients that have not logged in yet).
-CONNECTION_SLACK = 256
 # Pending TCP connections the kernel queues (capped by net.core.somaxconn): a login
 # storm of thousands of clients must not overflow it into SYN retransmits.
 LISTEN_BACKLOG = 4096
@@ -86,12 +84,16 @@ class ServerConfig:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     max_users: int = 10_000
+    # Open connections beyond max_users (clients not logged in yet) before HTTP 503.
+    extra_connections: int = 256
     token: str | None = None
     ssl_context: ssl.SSLContext | None = None
     allowed_origins: frozenset[str] = field(default_factory=frozenset)
     static_root: Path | None = None  # None: the page shipped in rtcxfer/web/static
     message_rate: float = 100.0  # messages per second per connection, sustained
-    message_burst: int = 200  # messages a connection may send at once
+    # A listener answering many offers at once sends ~6 messages per session (answer,
+    # candidates, end-of-candidates): 500 covers its 64-session cap; floods run to thousands.
+    message_burst: int = 500  # messages a connection may send at once
     max_login_attempts: int = 16
     max_sessions: int = 256  # (peer, session) pairs tracked per connection
     send_queue_limit: int = 1024 * 1024  # bytes waiting for a client that does not read
@@ -107,6 +109,7 @@ class Client:
         "allowance",
         "closing",
         "connection",
+        "fragments",
         "last_message",
         "login_attempts",
         "name",
@@ -120,6 +123,7 @@ class Client:
         self.transport = connection.transport
         self.name: str | None = None
         self.outbox: list[bytes] = []  # frames waiting for SignalingServer.flush
+        self.fragments: list[Frame] = []  # a fragmented message being received
         # (peer, session) pairs relayed between this client and a peer, oldest first;
         # session NO_SESSION stands for "no session field".
         self.sessions: dict[tuple[Client, str], None] = {}
@@ -144,6 +148,28 @@ def text_frame(payload: bytes) -> bytes:
     return Frame(Opcode.TEXT, payload).serialize(mask=False)
 
 
+class SignalingConnection(ServerConnection):
+    """A websockets connection that hands every data frame to the server as it is parsed.
+
+    websockets normally queues messages for a handler coroutine to ``recv()``;
+    the server decides synchronously, so it skips that queue and a task switch
+    per message. Control frames, keepalive and closing stay websockets' job.
+    """
+
+    def __init__(self, protocol: ServerProtocol, server: Server, *,
+                 signaling: SignalingServer, **kwargs: Any) -> None:
+        super().__init__(protocol, server, **kwargs)
+        self.signaling = signaling
+        self.client: Client | None = None
+
+    def process_event(self, event: Event) -> None:
+        if (self.request is not None and isinstance(event, Frame)
+                and event.opcode in DATA_OPCODES):
+            self.signaling.receive_frame(self, event)
+        else:
+            super().process_event(event)
+
+
 class SignalingServer:
     """The signaling server. Use as ``async with SignalingServer(config) as server:``."""
 
@@ -151,7 +177,7 @@ class SignalingServer:
         self.config = config
         self.users: dict[str, Client] = {}  # login order, which userlist keeps
         self.origins = OriginPolicy(config.allowed_origins, tls=config.ssl_context is not None)
-        self.max_connections = config.max_users + CONNECTION_SLACK
+        self.max_connections = config.max_users + config.extra_connections
         self._resources = contextlib.ExitStack()
         self._static: StaticFiles | None = None
         self._server: Server | None = None
@@ -177,12 +203,16 @@ class SignalingServer:
             server_header=f"rtcxfer/{__version__}",
             compression=None,
             max_size=HARD_FRAME_LIMIT,
-            max_queue=RECEIVE_QUEUE,
+            create_connection=cast(type[ServerConnection], self._create_connection),
             ping_interval=self.config.ping_interval,
             ping_timeout=self.config.ping_timeout,
             close_timeout=self.config.close_timeout,
             backlog=LISTEN_BACKLOG,
         )
+
+    def _create_connection(self, protocol: ServerProtocol, server: Server,
+                           **kwargs: Any) -> SignalingConnection:
+        return SignalingConnection(protocol, server, signaling=self, **kwargs)
 
     async def close(self) -> None:
         """Close every connection with 1001 (going away) and stop listening."""
@@ -211,6 +241,11 @@ class SignalingServer:
         if self._server is None:
             raise RuntimeError("the server is not started")
         return [sock.getsockname()[:2] for sock in self._server.sockets]
+
+    @property
+    def open_connections(self) -> int:
+        """WebSocket connections open now, logged in or not."""
+        return len(self._server.all_connections) if self._server is not None else 0
 
     @property
     def url(self) -> str:
@@ -244,46 +279,84 @@ class SignalingServer:
             if not self.origins.allows(origin, host):
                 logger.info("refused WebSocket from origin %s", quote(origin or ""))
                 return text_response(http.HTTPStatus.FORBIDDEN, "origin not allowed")
-            if self._server is not None and (
-                len(self._server.all_connections) >= self.max_connections
-            ):
+            if self.open_connections >= self.max_connections:
                 return text_response(http.HTTPStatus.SERVICE_UNAVAILABLE, "server is full")
             return None
-        if request.method != "GET":
+        if request.method not in ("GET", "HEAD"):
             return make_response(
                 http.HTTPStatus.METHOD_NOT_ALLOWED,
                 b"method not allowed\n",
                 "text/plain; charset=utf-8",
-                [("Allow", "GET")],
+                [("Allow", "GET, HEAD")],
             )
         if request.path.split("?", 1)[0] == HEALTH_PATH:
-            return json_response(http.HTTPStatus.OK, {"status": "ok", "users": len(self.users)})
-        assert self._static is not None, "requests arrive only after start()"
-        return await self._static.respond(request)
+            response = json_response(http.HTTPStatus.OK,
+                                     {"status": "ok", "users": len(self.users)})
+        else:
+            assert self._static is not None, "requests arrive only after start()"
+            response = await self._static.respond(request)
+        if request.method == "HEAD":
+            # Same headers, Content-Length included, and no body.
+            response = dataclasses.replace(response, body=b"")
+        return response
 
     # Connections
 
+    def _client_of(self, connection: SignalingConnection) -> Client:
+        if connection.client is None:
+            connection.client = Client(connection, self.config.message_burst,
+                                       asyncio.get_running_loop().time())
+        return connection.client
+
     async def handle(self, connection: ServerConnection) -> None:
-        client = Client(connection, self.config.message_burst, asyncio.get_running_loop().time())
+        """websockets' handler: frames arrive through :meth:`receive_frame`; wait for the end."""
+        client = self._client_of(cast(SignalingConnection, connection))
         try:
-            async for frame in connection:
-                if not client.closing:
-                    self.receive(client, frame)
-        except ConnectionClosed:
-            pass
+            await connection.wait_closed()
         finally:
             self.disconnect(client)
 
-    def receive(self, client: Client, frame: str | bytes) -> None:
-        """Act on one frame from ``client``: every rule of PROTOCOL.md 1.3 starts here."""
+    def receive_frame(self, connection: SignalingConnection, frame: Frame) -> None:
+        """Assemble a message from data frames (websockets checked sizes and sequence)."""
+        client = self._client_of(connection)
+        if client.closing:
+            return
+        if frame.opcode is Opcode.CONT or not frame.fin:
+            client.fragments.append(frame)
+            if not frame.fin:
+                return
+            opcode = client.fragments[0].opcode
+            data = b"".join(fragment.data for fragment in client.fragments)
+            client.fragments = []
+        else:
+            opcode, data = frame.opcode, frame.data
+        if opcode is Opcode.TEXT:
+            try:
+                message: str | bytes = bytes(data).decode()
+            except UnicodeDecodeError:
+                logger.info("closing %s: invalid UTF-8 in a text frame", client.label)
+                self.close_client(client, CloseCode.INVALID_DATA, "invalid UTF-8")
+                return
+        else:
+            message = bytes(data)
+        try:
+            self.receive(client, message)
+        except Exception:
+            # A bug must cost one connection, never the server.
+            logger.exception("internal error handling a message from %s", client.label)
+            self.close_client(client, CloseCode.INTERNAL_ERROR, "internal error")
+
+    def receive(self, client: Client, data: str | bytes) -> None:
+        """Act on one message from ``client``: every rule of PROTOCOL.md 1.3 starts here."""
         if not self._within_rate(client):
             logger.info("closing %s: message rate limit exceeded", client.label)
             self.close_client(client, CloseCode.POLICY_VIOLATION, "message rate limit exceeded")
             return
         try:
-            message = parse_client_message(frame)
+            message = parse_client_message(data)
         except InvalidLogin as error:
-            self._refuse_login(client, str(error))
+            if self._may_try_login(client):
+                self._refuse_login(client, str(error))
             return
         except InvalidMessage as error:
             self.refuse(client, str(error))
@@ -421,11 +494,17 @@ class SignalingServer:
         logger.info("refused login from %s: %s", client.label, reason)
         self.send(client, LoginResult(False, reason))
 
-    def _login(self, client: Client, login: Login) -> None:
+    def _may_try_login(self, client: Client) -> bool:
+        """Count a login attempt; close a client that guesses names or tokens too often."""
         client.login_attempts += 1
         if client.login_attempts > self.config.max_login_attempts:
             logger.info("closing %s: too many login attempts", client.label)
             self.close_client(client, CloseCode.POLICY_VIOLATION, "too many login attempts")
+            return False
+        return True
+
+    def _login(self, client: Client, login: Login) -> None:
+        if not self._may_try_login(client):
             return
         if client.name is not None:
             self._refuse_login(client, f"already logged in as {quote(client.name)}")
@@ -471,7 +550,8 @@ class SignalingServer:
             self.refuse(client, f"message too large to relay (limit {MAX_FRAME_BYTES} bytes)")
             return
         self.write(target, text_frame(payload))
-        logger.debug("%s %s -> %s", relay.type, quote(sender), quote(relay.othername))
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s %s -> %s", relay.type, quote(sender), quote(relay.othername))
         session = relay.session or NO_SESSION
         if relay.type == "leave":
             self._forget_sessions(client, target, relay.session)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator
 
+import aioice.ice
 import pytest
+from conformance.wire import loopback_only_host_addresses
 from support import CliProcess, running_server
 
 _serial = itertools.count()
@@ -38,3 +40,9 @@ def processes() -> Iterator[list[CliProcess]]:
     yield started
     for process in started:
         process.stop()
+
+
+@pytest.fixture(autouse=True)
+def loopback_ice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Our in-process aiortc peers gather only 127.0.0.1 (aioice leaves it out itself)."""
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", loopback_only_host_addresses)

@@ -34,7 +34,7 @@ from conformance.wire import (
     signaling,
     verification_code,
 )
-from support import CliProcess, running_server, wait_for_event
+from support import CliProcess, json_events, running_server, wait_for_event
 
 pytestmark = pytest.mark.slow
 
@@ -248,6 +248,8 @@ PROTOCOL_VIOLATIONS: dict[str, list[dict[str, Any] | bytes | str]] = {
     "json-array": ["[1,2]"],
     "second-hello": [{"type": "hello", "version": 1, "files": [], "total": 0}],
     "eof-without-file": [{"type": "eof", "index": 0, "sha256": sha256_hex(DATA_1000)}],
+    "sender-error-midway": [{"type": "file", "index": 0, "offset": 0}, DATA_1000[:500],
+                            {"type": "error", "message": "sender gave up"}],
     "eof-wrong-index": [{"type": "file", "index": 0, "offset": 0}, DATA_1000,
                         {"type": "eof", "index": 3, "sha256": sha256_hex(DATA_1000)}],
 }
@@ -722,3 +724,35 @@ async def test_second_offer_replaces_one_that_never_connected(listener: Listener
             outcome = await send_files(inbox, [(name, b"second offer wins\n")])
     assert [ack["ok"] for ack in outcome.acks] == [True], outcome
     assert (listener.folder / name).read_bytes() == b"second offer wins\n"
+
+
+async def test_listener_keeps_its_signaling_socket_under_many_senders(tmp_path: Path) -> None:
+    # a listener multiplexes every sender over one WebSocket: a burst of legitimate
+    # senders must not get it closed by the server's per-connection rate limit
+    folder = tmp_path / "busy"
+    folder.mkdir()
+    with running_server() as (url, server):
+        busy = CliProcess(["listen", "--server", url, "--name", "busy-bob", "--yes",
+                           "--dir", str(folder), "--json"])
+        try:
+            await asyncio.to_thread(wait_for_event, busy, "connected", timeout=60)
+
+            async def one_sender(index: int) -> Outcome:
+                async with channel_to(url, f"crowd-{index}", "busy-bob") as inbox:
+                    return await send_files(inbox, [(f"crowd-{index}.txt", b"x\n")])
+
+            outcomes = await asyncio.gather(
+                *(asyncio.wait_for(one_sender(index), 25) for index in range(40)),
+                return_exceptions=True)
+            lost = json_events(busy, "disconnected")
+            failed = json_events(busy, "transfer_failed")
+            closes = [line for line in server.stderr_lines if "closing" in line]
+            assert not lost, (f"listener lost its server socket {len(lost)} time(s); "
+                              f"{len(failed)} transfers failed, e.g. {failed[:1]}; "
+                              f"server: {closes[:3]}")
+            failures = [outcome for outcome in outcomes if not isinstance(outcome, Outcome)]
+            assert not failures, failures[:3]
+            assert {path.name for path in folder.iterdir()} \
+                >= {f"crowd-{index}.txt" for index in range(40)}
+        finally:
+            busy.stop()

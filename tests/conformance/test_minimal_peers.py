@@ -192,3 +192,16 @@ async def test_cli_send_verification_code_matches_docs_formula(
     assert sender.popen.returncode == 0, sender.stderr
     expected = verification_code(script.offer_sdp, script.answer_sdp)
     assert [event["code"] for event in json_events(sender, "verification")] == [expected]
+
+
+async def test_cli_send_succeeds_when_receiver_closes_right_after_done(
+        server_url: str, unique: Callable[[str], str], tmp_path: Path,
+        processes: list[CliProcess]) -> None:
+    # every file acked and `done` sent: the receiver hanging up at once is not a failure
+    data = os.urandom(70_000)
+    source = write_file(tmp_path / "quick.bin", data)
+    script = ReceiverScript(linger_after_done=False)
+    sender = await send_to_minimal_receiver(server_url, unique("abrupt"), script, [source],
+                                            unique("dave"), processes)
+    assert sender.popen.returncode == 0, sender.stderr
+    assert script.received == {"quick.bin": data}

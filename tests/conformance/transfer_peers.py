@@ -128,9 +128,10 @@ class ReceiverScript:
     nack_reason: str | None = None
     error_message: str | None = None
     echo_session: bool = True
+    # close the connection right after replying `done`, as a browser page may
+    linger_after_done: bool = True
     received: dict[str, bytes] = field(default_factory=dict)
     hello: dict[str, Any] | None = None
-    finished: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 async def answer_and_receive(client: SignalingClient, script: ReceiverScript,
@@ -139,7 +140,7 @@ async def answer_and_receive(client: SignalingClient, script: ReceiverScript,
     connection = new_peer_connection()
     channels: asyncio.Queue[RTCDataChannel] = asyncio.Queue()
     connection.on("datachannel", channels.put_nowait)
-    tasks: list[asyncio.Task[None]] = []
+    watching: asyncio.Task[None] | None = None
     try:
         while (offer := await client.receive(seconds))["type"] != "offer":
             assert offer["type"] in {"updata", "candidate"}, offer
@@ -157,18 +158,15 @@ async def answer_and_receive(client: SignalingClient, script: ReceiverScript,
         script.offer_sdp = offer["offer"]["sdp"]
         script.answer_sdp = answer["sdp"]
         watching = asyncio.create_task(watch_candidates(client))
-        tasks.append(watching)
         channel = await asyncio.wait_for(channels.get(), ANSWER_SECONDS + 5)
         assert channel.label == "rtcxfer/1", channel.label
         inbox = ChannelInbox(channel)
         await receive_on(inbox, script)
-        watching.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watching
+        if watching.done():  # surfaces a malformed candidate it found
+            watching.result()
     finally:
-        for task in tasks:
-            task.cancel()
-        script.finished.set()
+        if watching is not None:
+            watching.cancel()
         await connection.close()
 
 
@@ -176,10 +174,9 @@ async def watch_candidates(client: SignalingClient) -> None:
     """Check the shape of every candidate the sender trickles after our answer."""
     with contextlib.suppress(Closed):
         while True:
-            with contextlib.suppress(TimeoutError):
-                message = await client.receive(3600)
-                if message["type"] == "candidate":
-                    assert_candidate_shape(message["candidate"])
+            message = await client.receive(3600)
+            if message["type"] == "candidate":
+                assert_candidate_shape(message["candidate"])
 
 
 async def receive_on(inbox: ChannelInbox, script: ReceiverScript) -> None:
@@ -220,9 +217,12 @@ async def receive_on(inbox: ChannelInbox, script: ReceiverScript) -> None:
     done = await inbox.receive_control(30)
     if done is not None and done["type"] == "done":
         inbox.send({"type": "done"})
-        # the sender closes once it has our done; until then keep the connection up
-        with contextlib.suppress(TimeoutError):
-            await inbox.receive(15)
+        if script.linger_after_done:
+            # the sender closes once it has our done; until then keep the connection up
+            with contextlib.suppress(TimeoutError):
+                await inbox.receive(15)
+        else:
+            await inbox.flushed()
 
 
 def write_file(path: Path, data: bytes) -> Path:

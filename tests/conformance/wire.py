@@ -14,7 +14,6 @@ import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import aioice.ice
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -30,11 +29,12 @@ CHUNK_SIZE = 16 * 1024
 
 
 def loopback_only_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-    """aioice skips 127.0.0.1 by itself; the tests must stay on loopback."""
+    """aioice skips 127.0.0.1 by itself; the tests must stay on loopback.
+
+    Installed over ``aioice.ice.get_host_addresses`` by the conformance conftest, for
+    the peers these tests run in-process only.
+    """
     return ["127.0.0.1"] if use_ipv4 else []
-
-
-aioice.ice.get_host_addresses = loopback_only_host_addresses
 
 
 class Closed(Exception):
@@ -159,6 +159,13 @@ class ChannelInbox:
     def send(self, message: dict[str, Any] | str | bytes) -> None:
         self.channel.send(message if isinstance(message, str | bytes) else json.dumps(message))
 
+    async def flushed(self) -> None:
+        """Wait until everything sent left this process: closing aborts what did not."""
+        if self.channel.bufferedAmount > self.channel.bufferedAmountLowThreshold:
+            drained = asyncio.Event()
+            self.channel.on("bufferedamountlow", drained.set)
+            await asyncio.wait_for(drained.wait(), REPLY_SECONDS)
+
     async def receive(self, seconds: float = REPLY_SECONDS) -> dict[str, Any] | bytes | None:
         """The next message (JSON decoded), bytes, or None once the channel closed."""
         item = await asyncio.wait_for(self.queue.get(), seconds)
@@ -205,7 +212,7 @@ async def offer_channel(client: SignalingClient, target: str,
         await connection.setRemoteDescription(
             RTCSessionDescription(sdp=answer["answer"]["sdp"], type="answer"))
         try:
-            await asyncio.wait_for(opened.wait(), 30)
+            await asyncio.wait_for(opened.wait(), ANSWER_SECONDS + 5)
         except TimeoutError:
             raise AssertionError(
                 f"rtcxfer/1 channel to {target} never opened: ice "

@@ -16,7 +16,7 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,14 @@ import aioice.ice
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
 from rtcxfer import fastpath
-from rtcxfer.transfer import FileEntry, IncomingOffer, collect_sources, receive_files, send_files
+from rtcxfer.transfer import (
+    FileEntry,
+    IncomingOffer,
+    TransferReport,
+    collect_sources,
+    receive_files,
+    send_files,
+)
 
 
 class QuietObserver:
@@ -90,10 +97,9 @@ async def receive(folder: Path, stall_after: int | None, stall_seconds: float) -
     async def accept(offer: IncomingOffer) -> None:
         return None
 
-    async def run(channel: RTCDataChannel) -> None:
+    async def run(transfer: Coroutine[Any, Any, TransferReport]) -> None:
         try:
-            report = await receive_files(channel, download_dir=folder, decide=accept,
-                                         overwrite=True, observer=QuietObserver())
+            report = await transfer
             outcome.set_result({"bytes": report.bytes, "ok": report.ok})
         except Exception as error:  # reported to the test, which fails with it
             outcome.set_result({"error": repr(error)})
@@ -102,7 +108,10 @@ async def receive(folder: Path, stall_after: int | None, stall_seconds: float) -
     def on_datachannel(channel: RTCDataChannel) -> None:
         if stall_after is not None:
             stall_once(channel, stall_after, stall_seconds)
-        tasks.add(asyncio.ensure_future(run(channel)))
+        # Called right here so its message listener is in place before the first frame.
+        transfer = receive_files(channel, download_dir=folder, decide=accept, overwrite=True,
+                                 observer=QuietObserver())
+        tasks.add(asyncio.ensure_future(run(transfer)))
 
     try:
         return await outcome

@@ -173,3 +173,48 @@ async def test_transfer_over_a_200ms_round_trip(
     DelayedLink(pair.offerer, 0.1)
     DelayedLink(pair.answerer, 0.1)
     await exchange(pair, seed=13, count=60)
+
+
+@pytest.mark.parametrize(("offerer_fast", "answerer_fast"), PAIRINGS)
+async def test_partially_reliable_unordered_channel_over_loss(
+    pairs: list[Pair], offerer_fast: bool, answerer_fast: bool
+) -> None:
+    """maxRetransmits=0 and unordered (RFC 3758 FORWARD TSN), then the reliable channel."""
+    pair = await connect_pair(offerer_fast, answerer_fast)
+    pairs.append(pair)
+    lossy = pair.offerer.createDataChannel("lossy", ordered=False, maxRetransmits=0)
+    incoming: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    pair.answerer.remove_all_listeners("datachannel")
+    pair.answerer.on("datachannel", incoming.set_result)
+    remote = await asyncio.wait_for(incoming, 20)
+    if lossy.readyState != "open":
+        opened = asyncio.Event()
+        lossy.on("open", opened.set)
+        await asyncio.wait_for(opened.wait(), 20)
+    link = LossyLink(pair.offerer, seed=3, drop=0.05, reorder=0.05)
+    messages = random_messages(17, 200, 20000)
+    received: list[bytes] = []
+    remote.on("message", received.append)
+    await send_all(lossy, messages)
+    await asyncio.sleep(3.0)
+    link.remove()
+    # Whatever arrived is whole and was sent, each message at most once.
+    assert received
+    assert len(set(received)) == len(received)
+    assert set(received) <= set(messages)
+    # Abandoned chunks were skipped with FORWARD TSN: the reliable channel still flows.
+    await exchange(pair, seed=19, count=40)
+
+
+@pytest.mark.parametrize(("offerer_fast", "answerer_fast"), PAIRINGS)
+async def test_closing_one_side_closes_the_other(
+    pairs: list[Pair], offerer_fast: bool, answerer_fast: bool
+) -> None:
+    pair = await connect_pair(offerer_fast, answerer_fast)
+    pairs.append(pair)
+    closed = asyncio.Event()
+    pair.answerer_channel.on("close", closed.set)
+    await pair.offerer.close()
+    # SCTP ABORT and DTLS close_notify reach the other side, which closes the channel.
+    await asyncio.wait_for(closed.wait(), 20)
+    assert pair.answerer_channel.readyState == "closed"

@@ -80,15 +80,19 @@ async def test_candidates_before_the_offer_are_queued(
     sending = PeerSession(offerer, answerer.name, new_session_id(), configuration,
                           role=Role.OFFERER)
     captured: asyncio.Queue[Signal] = asyncio.Queue()
-    answerer.on_new_offer = captured.put_nowait
-    answerer.route(offerer.name, sending.session_id, captured.put_nowait)
+
+    def capture_offer_and_what_follows(offer: Signal) -> None:
+        captured.put_nowait(offer)
+        answerer.route(offer.peer, offer.session, captured.put_nowait)
+
+    answerer.on_new_offer = capture_offer_and_what_follows
     opening = asyncio.create_task(sending.open_channel())
     try:
         offer = await asyncio.wait_for(captured.get(), TIMEOUT)
         candidates = []
         while not candidates or candidates[-1].payload is not None:
             candidates.append(await asyncio.wait_for(captured.get(), TIMEOUT))
-        answerer.unroute(offerer.name, sending.session_id)
+        answerer.unroute(offerer.name, sending.session_id, captured.put_nowait)
 
         answering = PeerSession(answerer, offerer.name, sending.session_id, configuration,
                                 role=Role.ANSWERER)

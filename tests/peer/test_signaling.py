@@ -93,6 +93,48 @@ async def test_relay_dispatch_by_peer_and_session(server: str,
     assert await next_item(second) == Signal("leave", "eve", NO_SESSION, None)
 
 
+async def test_a_new_offer_replaces_the_connection_it_names(
+        server: str, clients: list[SignalingClient]) -> None:
+    gina = await log_in(server, "gina", clients)
+    hank = await log_in(server, "hank", clients)
+    offers: asyncio.Queue[Signal] = asyncio.Queue()
+    old_connection: asyncio.Queue[Signal] = asyncio.Queue()
+    hank.on_new_offer = offers.put_nowait
+    hank.route("gina", NO_SESSION, old_connection.put_nowait)
+
+    await gina.send_offer("hank", NO_SESSION, {"type": "offer", "sdp": "v=0"})
+    assert await next_item(old_connection) == Signal("leave", "gina", NO_SESSION, None)
+    assert await next_item(offers) == Signal("offer", "gina", NO_SESSION,
+                                             {"type": "offer", "sdp": "v=0"})
+
+    # The replaced connection's cleanup must not unroute its successor.
+    successor: asyncio.Queue[Signal] = asyncio.Queue()
+    hank.route("gina", NO_SESSION, successor.put_nowait)
+    hank.unroute("gina", NO_SESSION, old_connection.put_nowait)
+    await gina.send_candidate("hank", NO_SESSION, None)
+    assert await next_item(successor) == Signal("candidate", "gina", NO_SESSION, None)
+
+
+async def test_a_peer_that_does_not_echo_session_reaches_its_only_connection(
+        server: str, clients: list[SignalingClient]) -> None:
+    ivan = await log_in(server, "ivan", clients)
+    jane = await log_in(server, "jane", clients)
+    only: asyncio.Queue[Signal] = asyncio.Queue()
+    ivan.route("jane", "3f2a9c", only.put_nowait)
+
+    await jane.send_answer("ivan", NO_SESSION, {"type": "answer", "sdp": "v=0"})
+    assert await next_item(only) == Signal("answer", "jane", NO_SESSION,
+                                           {"type": "answer", "sdp": "v=0"})
+
+    # With two connections to jane, a message without session is ambiguous: dropped.
+    other: asyncio.Queue[Signal] = asyncio.Queue()
+    ivan.route("jane", "77e1b0", other.put_nowait)
+    await jane.send_candidate("ivan", NO_SESSION, None)
+    await jane.send_candidate("ivan", "77e1b0", None)
+    assert await next_item(other) == Signal("candidate", "jane", "77e1b0", None)
+    assert only.empty()
+
+
 async def test_relay_to_an_offline_user_reports_the_server_error(
         server: str, clients: list[SignalingClient]) -> None:
     gus = await log_in(server, "gus", clients)

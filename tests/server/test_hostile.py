@@ -7,12 +7,16 @@ import json
 import socket
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from websockets.asyncio.client import connect
 from websockets.client import ClientProtocol
-from websockets.frames import CloseCode, Frame, Opcode
+from websockets.frames import Close, CloseCode, Frame, Opcode
 from websockets.http11 import Response
 from websockets.uri import parse_uri
 
 from rtcxfer.protocol.signaling import MAX_FRAME_BYTES
+from rtcxfer.server import ServerConfig, SignalingServer
 from rtcxfer.server.server import HARD_FRAME_LIMIT
 
 PROBE = {"type": "sync-probe"}
@@ -130,14 +134,34 @@ async def test_a_relay_that_would_exceed_the_frame_limit_is_refused(server, logg
     await bob.sync()
 
 
-async def test_invalid_utf8_closes_only_that_connection(server, logged_in):
+async def test_fragmented_messages_are_assembled(server, logged_in, peer_factory):
     bystander = await logged_in("bystander")
+    fragmented = await peer_factory(server)
+    await fragmented.connection.send(['{"type":"lo', 'gin","na', 'me":"frag"}'])
+    assert await fragmented.recv() == {"type": "login", "success": True}
+    assert await fragmented.recv() == {"type": "userlist", "users": ["bystander", "frag"]}
+    await fragmented.connection.send([b'{"type":', b'"offer"}'])
+    assert await fragmented.recv() == {"type": "error",
+                                       "message": "binary frames are not supported"}
+    await fragmented.connection.send(["x" * 40_000, "y" * 40_000])
+    assert "frame too large" in (await fragmented.recv())["message"]
+    assert await bystander.recv() == {"type": "updata", "action": "login", "name": "frag"}
+    await bystander.sync()
+
+
+async def test_invalid_utf8_closes_only_that_connection(start_server, peer_factory):
+    server = await start_server(close_timeout=0.5)
+    bystander = await peer_factory(server)
+    await bystander.login("bystander")
     raw = await RawClient.connect(server.url)
     try:
         await raw.send_frame(Frame(Opcode.TEXT, b'{"type":"login","name":"\xff"}'))
-        assert await raw.reader.read() is not None  # the server closes: read reaches EOF
+        raw.protocol.receive_data(await asyncio.wait_for(raw.reader.read(), 10))
     finally:
         raw.close()
+    closes = [Close.parse(event.data) for event in raw.protocol.events_received()
+              if isinstance(event, Frame) and event.opcode is Opcode.CLOSE]
+    assert [close.code for close in closes] == [CloseCode.INVALID_DATA]
     await bystander.sync()
     assert server.users.keys() == {"bystander"}
 
@@ -163,7 +187,9 @@ async def test_login_flood_on_one_socket_is_closed(server, logged_in, peer_facto
     owner = await logged_in("alice")
     flooder = await peer_factory(server)
     for attempt in range(20):
-        await flooder.send({"type": "login", "name": "alice", "token": str(attempt)})
+        # Taken names and invalid names count alike.
+        name = "alice" if attempt % 2 else ""
+        await flooder.send({"type": "login", "name": name, "token": str(attempt)})
     for _ in range(16):
         reply = await flooder.recv()
         assert reply["type"] == "login"
@@ -240,3 +266,43 @@ async def test_a_silent_half_open_client_is_dropped_by_keepalive(start_server, l
     finally:
         silent.close()
     await bystander.sync()
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=3)
+    | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    max_leaves=8,
+)
+message_like = st.fixed_dictionaries(
+    {"type": st.sampled_from(["login", "offer", "answer", "candidate", "leave", "error",
+                              "updata", "x"]) | json_values},
+    optional={field: st.sampled_from(["bystander", "fuzzer", ""]) | json_values
+              for field in ("name", "othername", "offer", "answer", "candidate", "session",
+                            "token")},
+).map(json.dumps)
+fuzz_frames = st.lists(message_like | st.text(max_size=50) | st.binary(max_size=50),
+                       min_size=1, max_size=8)
+
+
+@given(frames=fuzz_frames)
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_random_input_never_harms_the_server_or_a_bystander(static_root, frames):
+    async def scenario() -> None:
+        config = ServerConfig(host="127.0.0.1", port=0, static_root=static_root)
+        async with (SignalingServer(config) as server, connect(server.url) as bystander,
+                    connect(server.url) as fuzzer):
+            await bystander.send(json.dumps({"type": "login", "name": "bystander"}))
+            for frame in frames:
+                await fuzzer.send(frame)
+            await fuzzer.send(json.dumps(PROBE))
+            # Every frame got its answer, in order, and the connection lives on.
+            while json.loads(await asyncio.wait_for(fuzzer.recv(), 10)) != PROBE_REPLY:
+                pass
+            await bystander.send(json.dumps(PROBE))
+            while json.loads(await asyncio.wait_for(bystander.recv(), 10)) != PROBE_REPLY:
+                pass
+            assert "bystander" in server.users
+
+    asyncio.run(scenario())

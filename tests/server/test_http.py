@@ -98,11 +98,20 @@ async def test_nothing_outside_the_static_root_is_served(server, static_root: Pa
     assert headers["content-security-policy"] == CONTENT_SECURITY_POLICY
 
 
-@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "HEAD"])
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "OPTIONS"])
 async def test_other_methods_are_not_allowed(server, method):
     status, headers, _ = await http_request(server, "/", method=method)
     assert status == 405
-    assert headers["allow"] == "GET"
+    assert headers["allow"] == "GET, HEAD"
+
+
+@pytest.mark.parametrize("target", ["/", "/healthz", "/missing"])
+async def test_head_gives_the_headers_of_get_without_a_body(server, target):
+    get_status, get_headers, get_body = await http_request(server, target)
+    status, headers, body = await http_request(server, target, method="HEAD")
+    assert (status, body) == (get_status, b"")
+    assert headers["content-length"] == str(len(get_body))
+    assert headers["content-type"] == get_headers["content-type"]
 
 
 async def test_the_package_page_is_the_default_root(start_server):
@@ -155,3 +164,20 @@ async def test_repeated_origin_headers_are_a_bad_request(server):
         "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
         "Origin": "http://a.example\r\nOrigin: http://b.example"})
     assert status == 400
+
+
+async def test_connections_beyond_the_limit_get_503(start_server, peer_factory):
+    server = await start_server(max_users=1, extra_connections=1)
+    first = await peer_factory(server)
+    await peer_factory(server)
+    with pytest.raises(InvalidStatus) as refused:
+        await peer_factory(server)
+    assert refused.value.response.status_code == 503
+    await first.close()
+    await first.connection.wait_closed()
+    # A slot is free again once a connection has closed.
+    for _ in range(100):
+        if server.open_connections < 2:
+            break
+        await asyncio.sleep(0.01)
+    assert await (await peer_factory(server)).login("late") == ["late"]
