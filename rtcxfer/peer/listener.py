@@ -36,6 +36,8 @@ RECONNECT_MAX_DELAY = 10.0
 # Each offer costs a peer connection (sockets, a DTLS handshake): offers beyond
 # this many open sessions are turned away so that a flood cannot exhaust the host.
 MAX_SESSIONS = 64
+# How long a finished receiver waits for the sender to close before closing itself.
+SENDER_HANG_UP_SECONDS = 5.0
 NOT_INTERACTIVE = "receiver is not interactive; run listen with --yes"
 DECLINED_BY_USER = "declined by the receiver"
 
@@ -176,6 +178,7 @@ class Listener:
                     f"{session.peer} connected but opened no {DATA_CHANNEL_LABEL} channel"
                 ) from None
             report = await session.until(transfer)
+            await self._let_sender_hang_up(session)
             if report.ok:
                 self.output.summary(report, peer=session.peer, session=session.session_id,
                                     direction="receive")
@@ -188,6 +191,22 @@ class Listener:
             if receiving.done() and not receiving.cancelled():
                 receiving.result().cancel()
             await session.close()
+
+    @staticmethod
+    async def _let_sender_hang_up(session: PeerSession) -> None:
+        """Wait (briefly) for the sender to close after our last message.
+
+        aiortc aborts the association on close and drops whatever it has not sent
+        yet: closing right after ``done`` or ``decline`` could lose it, and the
+        sender would fail a transfer that succeeded.
+        """
+        channel = session.channel
+        if channel is None or channel.readyState == "closed":
+            return
+        closed = asyncio.Event()
+        channel.on("close", closed.set)
+        with contextlib.suppress(RtcxferError, TimeoutError):
+            await session.until(asyncio.wait_for(closed.wait(), SENDER_HANG_UP_SECONDS))
 
     async def _decide(self, session: PeerSession, offer: IncomingOffer) -> str | None:
         peer = session.peer
