@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import json
 import resource
@@ -37,6 +38,7 @@ from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from rtcxfer.transfer import FileEntry, IncomingOffer, collect_sources, receive_files, send_files
 
 BASELINE_MESSAGE_SIZE = 16 * 1024
+LINGER_SECONDS = 30.0
 BACKGROUND_TASKS: set[asyncio.Future[None]] = set()
 
 
@@ -157,21 +159,24 @@ async def send_with_rtcxfer(pc: RTCPeerConnection, channel: RTCDataChannel, path
 
 async def run_receiver(style: str, path: Path) -> dict[str, Any]:
     pc = RTCPeerConnection()
+    result: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+    sender_gone = asyncio.Event()
+
+    @pc.on("datachannel")
+    def on_datachannel(channel: RTCDataChannel) -> None:
+        channel.on("close", sender_gone.set)
+        handler = receive_like_aiortc_example if style == "baseline" else receive_with_rtcxfer
+        handler(channel, path, result)
+
     offer = await read_signal()
     await pc.setRemoteDescription(RTCSessionDescription(**offer))
     await pc.setLocalDescription(await pc.createAnswer())
     write_line({"sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
-
-    result: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-
-    @pc.on("datachannel")
-    def on_datachannel(channel: RTCDataChannel) -> None:
-        handler = receive_like_aiortc_example if style == "baseline" else receive_with_rtcxfer
-        handler(channel, path, result)
-
     outcome = await result
     cpu, peak_rss = usage_snapshot()
-    await asyncio.sleep(0.5)
+    # Stay until the sender hangs up: our last message may still need retransmitting.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(sender_gone.wait(), LINGER_SECONDS)
     await pc.close()
     return {**outcome, "cpu_seconds": cpu - outcome.pop("cpu_start"), "peak_rss": peak_rss}
 

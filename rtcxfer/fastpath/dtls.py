@@ -15,7 +15,7 @@ import asyncio
 import logging
 from typing import Any
 
-from aioice.ice import StunProtocol
+from aioice.ice import CandidatePair, StunProtocol
 from aiortc import clock
 from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsTransport, State
 from aiortc.rtcicetransport import RTCIceTransport
@@ -128,10 +128,12 @@ class FastDtlsTransport(RTCDtlsTransport):
         ssl = self._ssl._ssl
         _lib.BIO_write(self._ssl._into_ssl, data, len(data))
         # A datagram may carry several records (RFC 6347 section 4.1.1): read them all.
+        records = 0
         while True:
             count = _lib.SSL_read(ssl, self._read_buffer, RECORD_BUFFER_SIZE)
             if count <= 0:
                 break
+            records += 1
             if self._data_receiver is not None:
                 self._runner.run(self._data_receiver._handle_data(
                     _ffi.buffer(self._read_buffer, count)[:]
@@ -144,8 +146,11 @@ class FastDtlsTransport(RTCDtlsTransport):
         if error != _lib.SSL_ERROR_WANT_READ:
             # A record that fails to authenticate is dropped, as aiortc does.
             _lib.ERR_clear_error()
-        # Alerts or a DTLS 1.3 post-handshake flight may be waiting to go out.
-        self._flush_records()
+        if not records or not self._handshake_settled:
+            # A handshake retransmission, an alert or a DTLS 1.3 ACK may be waiting to go
+            # out. Application data produces no output, and anything else that slipped
+            # into the buffer leaves with the next packet we send.
+            self._flush_records()
         if not self._handshake_settled:
             self._service_dtls_timer()
 
@@ -193,16 +198,17 @@ class FastDtlsTransport(RTCDtlsTransport):
             _lib.ERR_clear_error()
             raise ConnectionError("DTLS refused to encrypt the packet")
         if type(pair.protocol) is StunProtocol:
-            self._flush_records()
+            self._flush_records(pair)
         else:
             # TURN wraps datagrams itself: keep aiortc's path for it.
             await self._write_ssl()
 
-    def _flush_records(self) -> None:
+    def _flush_records(self, pair: CandidatePair | None = None) -> None:
         """Send what OpenSSL wrote to its memory BIO, one datagram per read, as aiortc."""
-        pair = self.transport._connection._nominated.get(1)
         if pair is None:
-            return
+            pair = self.transport._connection._nominated.get(1)
+            if pair is None:
+                return
         while True:
             count = _lib.BIO_read(self._ssl._from_ssl, self._write_buffer, DATAGRAM_SIZE)
             if count <= 0:

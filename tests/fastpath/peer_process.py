@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -32,6 +33,8 @@ from rtcxfer.transfer import (
     receive_files,
     send_files,
 )
+
+LINGER_SECONDS = 30.0
 
 
 class QuietObserver:
@@ -104,8 +107,11 @@ async def receive(folder: Path, stall_after: int | None, stall_seconds: float) -
         except Exception as error:  # reported to the test, which fails with it
             outcome.set_result({"error": repr(error)})
 
+    sender_gone = asyncio.Event()
+
     @pc.on("datachannel")
     def on_datachannel(channel: RTCDataChannel) -> None:
+        channel.on("close", sender_gone.set)
         if stall_after is not None:
             stall_once(channel, stall_after, stall_seconds)
         # Called right here so its message listener is in place before the first frame.
@@ -116,8 +122,9 @@ async def receive(folder: Path, stall_after: int | None, stall_seconds: float) -
     try:
         return await outcome
     finally:
-        # Let the final SACKs and the sender's "done" go out before closing.
-        await asyncio.sleep(1.0)
+        # Stay until the sender hangs up: our "done" may still need retransmitting.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(sender_gone.wait(), LINGER_SECONDS)
         await pc.close()
 
 

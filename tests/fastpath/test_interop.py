@@ -6,6 +6,8 @@ import asyncio
 import random
 from typing import Any
 
+import aiortc.rtcicetransport
+import aiortc.rtcpeerconnection
 import pytest
 from aiortc import RTCPeerConnection
 
@@ -28,9 +30,6 @@ def test_enable_disable_swap_the_classes_aiortc_uses() -> None:
     fastpath.enable()
     fastpath.enable()
     assert fastpath.is_enabled()
-    import aiortc.rtcicetransport
-    import aiortc.rtcpeerconnection
-
     assert aiortc.rtcpeerconnection.RTCSctpTransport is FastSctpTransport
     assert aiortc.rtcpeerconnection.RTCDtlsTransport is FastDtlsTransport
     assert aiortc.rtcicetransport.Connection is ConsentConnection
