@@ -8,12 +8,15 @@ machine hits all alike:
 
 - ``cli->cli``: ``rtcxfer send cli-in FILE`` (the baseline);
 - ``cli->browser``: ``rtcxfer send web FILE``, the page accepts;
-- ``browser->cli``: the page sends FILE to ``cli-in``.
+- ``browser->cli``: the page sends FILE to ``cli-in``;
+- ``browser->browser``: the page sends FILE to a second page, ``web2``: what
+  Chromium's own data channel does on this machine.
 
-Every figure is the CLI's own ``summary`` event (``--json``): the bytes over the
-seconds from ``hello`` to the last ``ack`` on that side, so connection set-up
-is not counted and all three directions use the same clock. The table shows
-medians and the ratio to the cli->cli median.
+Every CLI figure is the CLI's own ``summary`` event (``--json``): the bytes over
+the seconds from ``hello`` to the last ``ack`` on that side, so connection set-up
+is not counted. browser->browser has no CLI: it is timed from the receiving
+page's Accept (the moment ``hello`` is answered) to the sending page's success.
+The table shows medians and the ratio to the cli->cli median.
 
     python bench/browser.py                  # 64 MiB, 3 rounds
     python bench/browser.py --size 16 --runs 5
@@ -49,8 +52,9 @@ CHROMIUM_ARGS = [
 ]
 MIB = 1024 * 1024
 RUN_TIMEOUT_S = 600.0
-DIRECTIONS = ("cli->cli", "cli->browser", "browser->cli")
+DIRECTIONS = ("cli->cli", "cli->browser", "browser->cli", "browser->browser")
 PAGE_NAME = "web"
+SECOND_PAGE_NAME = "web2"
 LISTENER_NAME = "cli-in"
 
 
@@ -162,7 +166,12 @@ def cli_to_browser(server: str, page: Page, path: Path, size: int) -> float:
         raise errors[0]
     if not rate:
         raise BenchError("rtcxfer send to the page did not finish")
-    # Received blobs stay in the page until revoked: drop them between rounds.
+    forget_received(page)
+    return rate[0]
+
+
+def forget_received(page: Page) -> None:
+    """Received blobs stay in the page until revoked: drop them between rounds."""
     page.evaluate(
         """() => {
              for (const link of document.querySelectorAll("#received-list a")) {
@@ -171,7 +180,6 @@ def cli_to_browser(server: str, page: Page, path: Path, size: int) -> float:
              document.querySelector("#received-list").replaceChildren();
            }"""
     )
-    return rate[0]
 
 
 def browser_to_cli(listener: Process, page: Page, path: Path, size: int) -> float:
@@ -179,14 +187,40 @@ def browser_to_cli(listener: Process, page: Page, path: Path, size: int) -> floa
     page.set_input_files("#file-input", path)
     page.click("#send-button")
     summary = listener.event("summary", start, peer=PAGE_NAME)
+    wait_for_page_status(page)
+    return summary_rate(summary, size)
+
+
+def browser_to_browser(sender: Page, receiver: Page, path: Path, size: int) -> float:
+    sender.click(f"#user-list button.user[data-name='{SECOND_PAGE_NAME}']")
+    sender.set_input_files("#file-input", path)
+    sender.click("#send-button")
+    receiver.wait_for_selector("#offer-dialog[open]", timeout=RUN_TIMEOUT_S * 1000)
+    started = time.monotonic()
+    receiver.click("#accept-button")
+    wait_for_page_status(sender)
+    seconds = time.monotonic() - started
+    forget_received(receiver)
+    sender.click(f"#user-list button.user[data-name='{LISTENER_NAME}']")
+    return size / MIB / seconds
+
+
+def wait_for_page_status(page: Page) -> None:
     page.wait_for_function(
         "() => document.querySelector('#status').dataset.kind !== 'info'",
         timeout=RUN_TIMEOUT_S * 1000,
+        polling=50,
     )
     kind = page.get_attribute("#status", "data-kind")
     if kind != "ok":
         raise BenchError(f"page send failed: {page.text_content('#status')}")
-    return summary_rate(summary, size)
+
+
+def log_in(page: Page, url: str, name: str) -> None:
+    page.goto(url)
+    page.fill("#login-name", name)
+    page.click("#login-button")
+    page.wait_for_selector("body[data-logged-in]")
 
 
 def main() -> None:
@@ -221,10 +255,9 @@ def main() -> None:
                 )
                 try:
                     page = browser.new_page()
-                    page.goto(http_url)
-                    page.fill("#login-name", PAGE_NAME)
-                    page.click("#login-button")
-                    page.wait_for_selector("body[data-logged-in]")
+                    log_in(page, http_url, PAGE_NAME)
+                    second_page = browser.new_context().new_page()
+                    log_in(second_page, http_url, SECOND_PAGE_NAME)
                     page.click(f"#user-list button.user[data-name='{LISTENER_NAME}']")
                     for run in range(1, args.runs + 1):
                         results["cli->cli"].append(cli_send(ws_url, LISTENER_NAME, payload, size))
@@ -232,6 +265,8 @@ def main() -> None:
                             cli_to_browser(ws_url, page, payload, size))
                         results["browser->cli"].append(
                             browser_to_cli(listener, page, payload, size))
+                        results["browser->browser"].append(
+                            browser_to_browser(page, second_page, payload, size))
                         figures = ", ".join(f"{d} {results[d][-1]:.1f}" for d in DIRECTIONS)
                         print(f"round {run}/{args.runs}: {figures} MiB/s", flush=True)
                 finally:
@@ -243,11 +278,11 @@ def main() -> None:
 
     baseline = statistics.median(results["cli->cli"])
     print(f"\n{args.size} MiB per transfer, {args.runs} rounds, medians (MiB/s):")
-    print(f"{'direction':<14}{'median':>10}{'vs cli->cli':>14}   runs")
+    print(f"{'direction':<18}{'median':>10}{'vs cli->cli':>14}   runs")
     for direction in DIRECTIONS:
         median = statistics.median(results[direction])
         runs = " ".join(f"{value:.1f}" for value in results[direction])
-        print(f"{direction:<14}{median:>10.1f}{median / baseline:>13.2f}x   {runs}")
+        print(f"{direction:<18}{median:>10.1f}{median / baseline:>13.2f}x   {runs}")
 
 
 if __name__ == "__main__":
