@@ -28,14 +28,19 @@ import json
 import resource
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import aioice.ice
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
-from rtcxfer.transfer import FileEntry, IncomingOffer, collect_sources, receive_files, send_files
+from rtcxfer.transfer import (
+    IncomingOffer,
+    SilentObserver,
+    collect_sources,
+    receive_files,
+    send_files,
+)
 
 BASELINE_MESSAGE_SIZE = 16 * 1024
 LINGER_SECONDS = 30.0
@@ -128,32 +133,12 @@ async def send_like_aiortc_example(channel: RTCDataChannel, path: Path) -> str:
     return await reply
 
 
-class QuietObserver:
-    """The transfer API's progress sink, with nothing to show."""
-
-    def transfer_started(self, files: Sequence[FileEntry], offsets: Sequence[int]) -> None:
-        pass
-
-    def file_started(self, index: int, entry: FileEntry, offset: int) -> None:
-        pass
-
-    def file_progress(self, index: int, done: int) -> None:
-        pass
-
-    def file_finished(self, index: int, entry: FileEntry, ok: bool, reason: str | None,
-                      path: Path | None) -> None:
-        pass
-
-    def transfer_finished(self, ok: bool) -> None:
-        pass
-
-
 async def send_with_rtcxfer(pc: RTCPeerConnection, channel: RTCDataChannel, path: Path) -> str:
     """rtcxfer's own sending side (what ``rtcxfer send`` runs once connected)."""
     assert pc.sctp is not None
     await send_files(channel, collect_sources([path]),
                      max_message_size=pc.sctp._remote_max_message_size,
-                     observer=QuietObserver())
+                     observer=SilentObserver())
     return "done"
 
 
@@ -213,7 +198,7 @@ def receive_with_rtcxfer(
     # receive_files must be called from the datachannel event itself: it registers its
     # message listener before returning, so the sender's first frame cannot slip by.
     transfer = receive_files(channel, download_dir=folder, decide=accept, overwrite=True,
-                             observer=QuietObserver())
+                             observer=SilentObserver())
 
     async def receive() -> None:
         report = await transfer

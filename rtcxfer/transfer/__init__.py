@@ -9,6 +9,7 @@ path rules and durability.
 from rtcxfer.protocol.transfer import FileEntry
 from rtcxfer.transfer.model import (
     IncomingOffer,
+    SilentObserver,
     SourceError,
     SourceFile,
     TransferObserver,
@@ -21,6 +22,7 @@ from rtcxfer.transfer.sources import collect_sources
 __all__ = [
     "FileEntry",
     "IncomingOffer",
+    "SilentObserver",
     "SourceError",
     "SourceFile",
     "TransferObserver",

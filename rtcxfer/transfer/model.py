@@ -50,6 +50,26 @@ class TransferObserver(Protocol):
     def transfer_finished(self, ok: bool) -> None: ...
 
 
+class SilentObserver:
+    """A :class:`TransferObserver` with nothing to show (benchmarks, tests, embedding)."""
+
+    def transfer_started(self, files: Sequence[FileEntry], offsets: Sequence[int]) -> None:
+        pass
+
+    def file_started(self, index: int, entry: FileEntry, offset: int) -> None:
+        pass
+
+    def file_progress(self, index: int, done: int) -> None:
+        pass
+
+    def file_finished(self, index: int, entry: FileEntry, ok: bool, reason: str | None,
+                      path: Path | None) -> None:
+        pass
+
+    def transfer_finished(self, ok: bool) -> None:
+        pass
+
+
 @dataclass(frozen=True)
 class TransferReport:
     """What one transfer did, from this side's point of view."""

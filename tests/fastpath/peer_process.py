@@ -17,7 +17,7 @@ import contextlib
 import json
 import sys
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +26,8 @@ from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
 from rtcxfer import fastpath
 from rtcxfer.transfer import (
-    FileEntry,
     IncomingOffer,
+    SilentObserver,
     TransferReport,
     collect_sources,
     receive_files,
@@ -35,24 +35,6 @@ from rtcxfer.transfer import (
 )
 
 LINGER_SECONDS = 30.0
-
-
-class QuietObserver:
-    def transfer_started(self, files: Sequence[FileEntry], offsets: Sequence[int]) -> None:
-        pass
-
-    def file_started(self, index: int, entry: FileEntry, offset: int) -> None:
-        pass
-
-    def file_progress(self, index: int, done: int) -> None:
-        pass
-
-    def file_finished(self, index: int, entry: FileEntry, ok: bool, reason: str | None,
-                      path: Path | None) -> None:
-        pass
-
-    def transfer_finished(self, ok: bool) -> None:
-        pass
 
 
 async def read_description() -> RTCSessionDescription:
@@ -82,7 +64,7 @@ async def send(path: Path) -> dict[str, Any]:
         assert pc.sctp is not None
         report = await send_files(channel, collect_sources([path]),
                                   max_message_size=pc.sctp._remote_max_message_size,
-                                  observer=QuietObserver())
+                                  observer=SilentObserver())
     finally:
         await pc.close()
     return {"bytes": report.bytes, "ok": report.ok, "seconds": time.monotonic() - started}
@@ -116,7 +98,7 @@ async def receive(folder: Path, stall_after: int | None, stall_seconds: float) -
             stall_once(channel, stall_after, stall_seconds)
         # Called right here so its message listener is in place before the first frame.
         transfer = receive_files(channel, download_dir=folder, decide=accept, overwrite=True,
-                                 observer=QuietObserver())
+                                 observer=SilentObserver())
         tasks.add(asyncio.ensure_future(run(transfer)))
 
     try:
