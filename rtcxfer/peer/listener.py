@@ -38,6 +38,10 @@ RECONNECT_MAX_DELAY = 10.0
 MAX_SESSIONS = 64
 # How long a finished receiver waits for the sender to close before closing itself.
 SENDER_HANG_UP_SECONDS = 5.0
+# The sender leaves as soon as it has our `done`, while our own last steps (closing the
+# disk thread) may still be running. A sender that leaves mid-transfer also closes the
+# channel, which fails the transfer at once: the grace never holds up a real failure.
+FINISHING_GRACE_SECONDS = 5.0
 NOT_INTERACTIVE = "receiver is not interactive; run listen with --yes"
 DECLINED_BY_USER = "declined by the receiver"
 
@@ -177,7 +181,7 @@ class Listener:
                 raise TransferFailed(
                     f"{session.peer} connected but opened no {DATA_CHANNEL_LABEL} channel"
                 ) from None
-            report = await session.until(transfer)
+            report = await session.until(transfer, grace=FINISHING_GRACE_SECONDS)
             await self._let_sender_hang_up(session)
             if report.ok:
                 self.output.summary(report, peer=session.peer, session=session.session_id,

@@ -281,12 +281,19 @@ class PeerSession:
         if not self._ended.done():
             self._ended.set_result(error)
 
-    async def until(self, work: Awaitable[T]) -> T:
-        """Await ``work`` unless the session ends first; then raise why it ended."""
+    async def until(self, work: Awaitable[T], *, grace: float = 0.0) -> T:
+        """Await ``work`` unless the session ends first; then raise why it ended.
+
+        ``grace``: how long ``work`` may still take once the session has ended. A peer
+        hangs up as soon as it has our last message, and its ``leave`` can overtake the
+        end of our own bookkeeping: work that finishes within the grace still counts.
+        """
         task = asyncio.ensure_future(work)
         ended = asyncio.ensure_future(asyncio.shield(self._ended))
         try:
             await asyncio.wait({task, ended}, return_when=asyncio.FIRST_COMPLETED)
+            if not task.done() and grace > 0:
+                await asyncio.wait({task}, timeout=grace)
         except asyncio.CancelledError:
             await _cancel(task)
             raise

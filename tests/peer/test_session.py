@@ -148,3 +148,22 @@ async def test_losing_the_server_while_connecting(
             await sending.open_channel()
     finally:
         await sending.close()
+
+
+async def test_work_finishing_just_after_the_peer_left_still_counts(
+        pair: tuple[SignalingClient, SignalingClient]) -> None:
+    """The sender leaves as soon as it has our `done`; our last steps may still run."""
+    offerer, answerer = pair
+    session = PeerSession(answerer, offerer.name, new_session_id(),
+                          rtc_configuration(IceOptions()), role=Role.ANSWERER)
+    try:
+        async def finishing() -> str:
+            await asyncio.sleep(0.2)
+            return "report"
+
+        session.end(TransferFailed(f"{offerer.name} left"))
+        assert await session.until(finishing(), grace=TIMEOUT) == "report"
+        with pytest.raises(TransferFailed, match="left"):
+            await session.until(finishing())
+    finally:
+        await session.close()
