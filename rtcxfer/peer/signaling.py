@@ -245,17 +245,14 @@ class SignalingClient:
                 replaced(Signal("leave", peer, session, None))
             self.on_new_offer(signal)
             return
-        to_peer = [(s, h) for (p, s), h in list(self._routes.items()) if p == peer]
-        if kind == "leave" and session == NO_SESSION:
-            handlers = [h for _, h in to_peer]
-        elif (peer, session) in self._routes:
-            handlers = [self._routes[(peer, session)]]
-        elif session == NO_SESSION and len(to_peer) == 1:
-            # `session` is an extension: a peer that does not echo it still answers
-            # the one connection we have with it.
-            handlers = [to_peer[0][1]]
+        routed = self._routes.get((peer, session))
+        if session != NO_SESSION or (routed is not None and kind != "leave"):
+            handlers = [routed] if routed is not None else []
         else:
-            handlers = []
+            to_peer = [h for (p, _), h in list(self._routes.items()) if p == peer]
+            # A leave without session ends them all. `session` is an extension: a peer
+            # that does not echo it still answers the one connection we have with it.
+            handlers = to_peer if kind == "leave" or len(to_peer) == 1 else []
         for handler in handlers:
             handler(signal)
         if not handlers:
