@@ -19,6 +19,8 @@ class ExitCode(IntEnum):
     DECLINED = 6
     NO_ICE_PATH = 7
     TRANSFER_FAILED = 8
+    # 9 is reserved (identity changed, a later issue).
+    BUSY = 10
     INTERRUPTED = 130
 
 
@@ -48,6 +50,13 @@ class PeerOffline(RtcxferError):
 
 class PeerDeclined(RtcxferError):
     exit_code = ExitCode.DECLINED
+
+
+class PeerBusy(PeerDeclined):
+    """The receiver turned the transfer away because it is busy; try again later."""
+
+    exit_code = ExitCode.BUSY
+    reason: str = "busy"
 
 
 class NoIcePath(RtcxferError):
