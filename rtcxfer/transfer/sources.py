@@ -8,6 +8,7 @@ listing them all unless ``skip_unreadable`` is given.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Iterator, Sequence
@@ -138,10 +139,13 @@ class _Walk:
             child_name = f"{name}/{child.name}"
             try:
                 is_link = child.is_symlink()
+            except OSError:
+                is_link = False
+            try:
                 status = child_path.stat()
             except OSError as error:
-                if child_path.is_symlink():
-                    reason = ("a symlink that loops" if error.errno == 40
+                if is_link and error.errno in (errno.ENOENT, errno.ELOOP):
+                    reason = ("a symlink that loops" if error.errno == errno.ELOOP
                               else "a broken symlink")
                 else:
                     reason = f"cannot read it: {error.strerror or error}"

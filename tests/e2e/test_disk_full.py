@@ -12,12 +12,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support import CliProcess, json_events, sha256_of, wait_for_event, write_random_file
+from support import CliProcess, json_events, write_random_file
 
 Start = Callable[..., CliProcess]
 TIMEOUT = 120.0
 DISK = 2 * 1024 * 1024
 FILE = 4 * 1024 * 1024
+HALF = 3 * 1024 * 1024 // 2
 PART = ".big.bin.rtcxfer-part"
 
 
@@ -42,29 +43,52 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
             subprocess.run(["umount", "--lazy", str(folder)], check=False, timeout=30)
 
 
-def test_disk_full_fails_clearly_keeps_the_part_and_resumes(
+def test_an_offer_larger_than_the_free_space_is_declined_before_any_byte(
         tmp_path: Path, small_disk: Path, listen: Start, send: Start) -> None:
     source = write_random_file(tmp_path / "out" / "big.bin", FILE)
     listener = listen("bob", small_disk, "--yes")
 
-    first = send("alice", "bob", source)
-    assert first.wait(TIMEOUT) == 8, first.stderr
-    assert "disk is full" in first.stderr
-    assert "big.bin" in first.stderr
-    assert "Traceback" not in first.stderr + listener.stderr
-    (done,) = json_events(listener, "file_done")
-    assert done["ok"] is False and "disk is full" in done["reason"]
-    assert not (small_disk / "big.bin").exists()
-    kept = (small_disk / PART).stat().st_size
-    assert 0 < kept < FILE
+    sender = send("alice", "bob", source)
+
+    assert sender.wait(TIMEOUT) == 6, sender.stderr
+    assert "not enough space: need 4.0 MiB, have" in sender.stderr
+    (declined,) = json_events(listener, "declined")
+    assert declined["reason"].startswith("not enough space")
+    assert list(small_disk.iterdir()) == []  # no part file, no sidecar
+    assert listener.popen.poll() is None
+
+
+def test_disk_filled_by_another_transfer_stops_the_sender_and_resumes_later(
+        tmp_path: Path, small_disk: Path, listen: Start, send: Start) -> None:
+    # Each offer fits the free space on its own; together they do not, so one of
+    # them (or both) runs out mid-file.
+    sources = [write_random_file(tmp_path / f"out{n}" / "big.bin", HALF) for n in (1, 2)]
+    listener = listen("bob", small_disk, "--yes")
+
+    senders = [send(name, "bob", source) for name, source in zip(("alice", "carol"), sources,
+                                                                strict=True)]
+    codes = [sender.wait(TIMEOUT) for sender in senders]
+
+    failed = [sender for sender, code in zip(senders, codes, strict=True) if code != 0]
+    assert failed, [sender.stderr for sender in senders]
+    for sender in failed:
+        assert sender.popen.returncode == 8, sender.stderr
+        # Stopped by the receiver's error at the failed write, not refused at eof
+        # after the whole file went through.
+        assert "the receiver reported an error" in sender.stderr, sender.stderr
+        assert "disk is full" in sender.stderr
+        assert "Traceback" not in sender.stderr
+    assert "Traceback" not in listener.stderr
+    leftovers = [path for path in small_disk.iterdir() if path.name.endswith(".json")]
+    assert all(path.stat().st_size > 0 for path in leftovers), "no empty sidecar"
     assert listener.popen.poll() is None, "the listener keeps serving"
 
-    # The person frees space; sending again resumes from what the part file holds.
     subprocess.run(["mount", "-o", f"remount,size={4 * DISK}", str(small_disk)], check=True)
-    second = send("alice", "bob", source)
-    assert second.wait(TIMEOUT) == 0, second.stderr
-    (started,) = json_events(second, "file_started")
-    assert started["offset"] == kept
-    wait_for_event(listener, "summary", peer="alice", timeout=TIMEOUT)
-    assert sha256_of(small_disk / "big.bin") == sha256_of(source)
-    assert not (small_disk / PART).exists()
+    for sender in failed:
+        source = sources[senders.index(sender)]
+        again = send(sender.args[4], "bob", source)
+        assert again.wait(TIMEOUT) == 0, again.stderr
+        (started,) = json_events(again, "file_started")
+        assert started["offset"] > 0, "resumed from the kept part file"
+    landed = sorted(path.name for path in small_disk.iterdir())
+    assert landed == ["big (1).bin", "big.bin"], landed
