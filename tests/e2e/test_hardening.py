@@ -265,3 +265,44 @@ def wait_for_logged_in(url: str, name: str) -> None:
 
         time.sleep(0.1)
     raise AssertionError(f"{name} never came online")
+
+
+# The sender's view of a folder, with the CLI --------------------------------------------
+
+
+def test_send_checks_its_paths_before_connecting(tmp_path: Path,
+                                                 processes: list[CliProcess]) -> None:
+    nowhere = f"ws://127.0.0.1:{free_port()}"  # nothing listens: exit 3 if it tried
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "a").write_text("file")
+    (tmp_path / "y" / "a").mkdir(parents=True)
+    (tmp_path / "y" / "a" / "b.txt").write_text("inside")
+    clash = start(processes, "send", "--server", nowhere, "bob", str(tmp_path / "x" / "a"),
+                  str(tmp_path / "y" / "a") + "/")
+    assert clash.wait(TIMEOUT) == 1, clash.stderr
+    assert "a file and a folder" in clash.stderr
+
+    share = tmp_path / "share"
+    share.mkdir()
+    (share / "ok.txt").write_text("ok")
+    os.mkfifo(share / "pipe")
+    fifo = start(processes, "send", "--server", nowhere, "bob", str(share))
+    assert fifo.wait(TIMEOUT) == 1, fifo.stderr
+    assert f"{share / 'pipe'}: not a regular file (a FIFO)" in fifo.stderr
+    assert "--skip-unreadable" in fifo.stderr
+
+
+def test_skip_unreadable_sends_the_rest_and_lists_what_it_skipped(
+        tmp_path: Path, listen: Start, server: str, processes: list[CliProcess]) -> None:
+    share = tmp_path / "share"
+    share.mkdir()
+    (share / "ok.txt").write_text("ok")
+    os.mkfifo(share / "pipe")
+    (share / "out").symlink_to(tmp_path)
+    listen("bob", tmp_path / "in", "--yes")
+    sender = start(processes, "send", "--server", server, "--name", "alice",
+                   "--skip-unreadable", "bob", str(share))
+    assert sender.wait(TIMEOUT) == 0, sender.stderr
+    assert f"warning: skipping {share / 'pipe'}: not a regular file (a FIFO)" in sender.stderr
+    assert f"warning: skipping {share / 'out'}: a symlink leading out" in sender.stderr
+    assert sorted(os.listdir(tmp_path / "in" / "share")) == ["ok.txt"]
