@@ -39,7 +39,7 @@ from rtcxfer.progress import Output, count, format_size
 from rtcxfer.text import printable
 from rtcxfer.transfer import IncomingOffer, SilentObserver, TransferReport, receive_files
 from rtcxfer.transfer.paths import is_hidden_name
-from rtcxfer.transfer.storage import numbered_name
+from rtcxfer.transfer.storage import numbered_name, space_problem
 
 logger = logging.getLogger(__name__)
 
@@ -336,7 +336,13 @@ class Listener:
             activity.paused += 1
         try:
             hidden = [f.name for f in offer.files if is_hidden_name(f.name)]
-            if allowed and peer not in allowed:
+            # Before asking: no question about files that cannot fit. (receive_files
+            # checks again after an accept.)
+            space = await asyncio.to_thread(space_problem, self.download_dir,
+                                            offer.total - offer.held)
+            if space is not None:
+                reason = space
+            elif allowed and peer not in allowed:
                 reason = f"not accepting files from {peer}"
             elif hidden and not self.options.allow_hidden:
                 reason = (f"{HIDDEN_REFUSED} ({printable(hidden[0], limit=80)!r}"

@@ -18,6 +18,7 @@ So the receiver holds at most about ``(MAX_QUEUED_JOBS + 1) * BATCH_BYTES`` of f
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import queue
 import threading
 import time
@@ -230,10 +231,13 @@ class _Receiver:
             # gets other part files (its copy lands as "name (1).ext"), decided here,
             # before any byte is sent, never found out after the upload.
             offsets = await asyncio.to_thread(self.folder.claim, offer.files)
-            reason = await asyncio.to_thread(space_problem, self.folder.root,
-                                             offer.total - sum(offsets))
+            offer = dataclasses.replace(offer, held=sum(offsets))
+            reason = await self.decide(offer)
             if reason is None:
-                reason = await self.decide(offer)
+                # Whatever decide said, an offer that cannot fit is declined before
+                # anything is written (rtcxfer listen checks before asking, too).
+                reason = await asyncio.to_thread(space_problem, self.folder.root,
+                                                 offer.total - offer.held)
             if reason is not None:
                 self.folder.release()
                 offsets = []

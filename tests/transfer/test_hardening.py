@@ -205,13 +205,15 @@ async def test_disk_filled_mid_file_stops_the_sender_at_once(tmp_path: Path,
     small = tmp_path / "small.txt"
     write_random(small, 1000)
 
-    async def fill_disk_then_accept(offer: IncomingOffer) -> None:
-        # The free-space check passed; something else now takes most of the room.
-        with (small_disk / "filler").open("wb") as filler:
-            filler.write(b"\0" * (DISK - 512 * 1024))
-        return None
+    class FillDiskOnAccept(RecordingObserver):
+        def transfer_started(self, files: object, offsets: object) -> None:
+            # The free-space check passed; something else now takes most of the room.
+            with (small_disk / "filler").open("wb") as filler:
+                filler.write(b"\0" * (DISK - 512 * 1024))
+            super().transfer_started(files, offsets)  # type: ignore[arg-type]
 
-    receiver = Receiving(small_disk, decide=fill_disk_then_accept)
+    receiver = Receiving(small_disk)
+    receiver.observer = FillDiskOnAccept()
     observer = RecordingObserver()
     async with connected_pair(receiver.on_datachannel) as link:
         with pytest.raises(TransferFailed, match=r"reported an error: big.bin: .*disk is full"):
@@ -226,6 +228,18 @@ async def test_disk_filled_mid_file_stops_the_sender_at_once(tmp_path: Path,
     assert names.get(".big.bin.rtcxfer-part", 0) > 0, names
     assert all(size > 0 for name, size in names.items() if name.endswith(".json")), names
     assert "big.bin" not in names
+
+    # Room again: the same send resumes from the kept part and lands verified.
+    os.unlink(small_disk / "filler")
+    receiver = Receiving(small_disk)
+    observer = RecordingObserver()
+    async with connected_pair(receiver.on_datachannel) as link:
+        await send_files(link.channel, collect_sources([big, small]),
+                         max_message_size=link.max_message_size, observer=observer)
+        await receiver.report()
+    assert observer.of("file_started")[0][3] == names[".big.bin.rtcxfer-part"]
+    assert sha256_of(small_disk / "big.bin") == sha256_of(big)
+    assert sorted(os.listdir(small_disk)) == ["big.bin", "small.txt"]
 
 
 def test_free_space_is_checked_against_the_offer(small_disk: Path) -> None:
