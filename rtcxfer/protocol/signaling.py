@@ -135,9 +135,8 @@ def name_problem(name: str) -> str | None:
     # like another (or like nothing): refused too (rtcxfer.text, docs/protocol.md).
     from rtcxfer.text import invisible_problem
 
-    hidden = invisible_problem(name)
-    if hidden is not None:
-        return f"name must not contain invisible or bidirectional characters: it {hidden}"
+    if invisible_problem(name) is not None:
+        return "name must not contain invisible or bidirectional characters"
     return None
 
 
