@@ -137,6 +137,22 @@ async def test_a_peers_decline_reason_reaches_the_terminal_escaped(
     assert "\\x1b]52;c;" in sender.stderr and "\\u202e" in sender.stderr
 
 
+async def test_send_reports_busy_with_its_own_exit_code(tmp_path: Path, server: str,
+                                                     processes: list[CliProcess]) -> None:
+    async def busy(offer: IncomingOffer) -> str:
+        return "busy: the receiver has too many transfers open; try again later"
+
+    (tmp_path / "f.txt").write_text("x")
+    async with raw_receiver(server, "bob", busy, tmp_path):
+        sender = start(processes, "send", "--server", server, "--name", "alice", "--json",
+                       "bob", str(tmp_path / "f.txt"))
+        code = await asyncio.to_thread(sender.wait, TIMEOUT)
+    assert code == 10, sender.stderr
+    assert "bob is busy, try again later" in sender.stderr
+    (error,) = json_events(sender, "error")
+    assert error["exit_code"] == 10
+
+
 # Idle peers: a receiver that never answers, a sender that never says hello ---------------
 
 
