@@ -284,7 +284,11 @@ def main() -> None:
     try:
         result = cli.main(standalone_mode=False)
     except RtcxferError as error:
-        click.echo(f"rtcxfer: {printable(error)}", err=True)
+        text = str(error)
+        # A multi-line message (the list of paths send skipped) escapes each of its
+        # parts itself; any other is shown on one line, every character escaped.
+        lines = text.split("\n") if getattr(error, "multiline", False) else [text]
+        click.echo("rtcxfer: " + "\n".join(printable(line) for line in lines), err=True)
         sys.exit(error.exit_code)
     except click.exceptions.Abort:
         click.echo("rtcxfer: interrupted", err=True)

@@ -28,6 +28,9 @@ class RtcxferError(Exception):
     """Base class: a failure with a message meant for the person at the terminal."""
 
     exit_code: ExitCode = ExitCode.FAILURE
+    # True when every line of the message was escaped by whoever built it (the CLI
+    # then prints it on several lines instead of escaping the line breaks).
+    multiline: bool = False
 
 
 class ServerUnreachable(RtcxferError):

@@ -72,10 +72,12 @@ def collect_sources(paths: Sequence[Path], *, follow_symlinks: bool = False,
         shown = "\n  ".join(str(item) for item in left_out[:SHOWN_SKIPPED])
         more = (f"\n  (and {len(left_out) - SHOWN_SKIPPED} more)"
                 if len(left_out) > SHOWN_SKIPPED else "")
-        raise SourceError(
+        error = SourceError(
             f"cannot send {len(left_out)} path{'s' if len(left_out) > 1 else ''} "
             f"(--skip-unreadable sends the rest):\n  {shown}{more}"
         )
+        error.multiline = True  # each line escaped already (Skipped.__str__)
+        raise error
     if skipped is not None:
         skipped.extend(left_out)
     return sources
