@@ -232,7 +232,14 @@ class _Receiver:
             # before any byte is sent, never found out after the upload.
             offsets = await asyncio.to_thread(self.folder.claim, offer.files)
             offer = dataclasses.replace(offer, held=sum(offsets))
-            reason = await self.decide(offer)
+            if self.folder.unclaimed:
+                # A clash is refused before its bytes are sent, not after.
+                reason: str | None = (
+                    f"busy: {len(self.folder.unclaimed)} of these files are being received "
+                    f"by other transfers right now (first: {self.folder.unclaimed[0]!r}); "
+                    "try again later")
+            else:
+                reason = await self.decide(offer)
             if reason is None:
                 # Whatever decide said, an offer that cannot fit is declined before
                 # anything is written (rtcxfer listen checks before asking, too).

@@ -129,6 +129,8 @@ class DownloadFolder:
         self._root_key = os.path.realpath(root)
         # name -> part key claimed by this transfer (claim()); absent: key 0.
         self._keys: dict[str, int] = {}
+        # Names claim() found no free part file for (MAX_PART_KEYS transfers at once).
+        self.unclaimed: list[str] = []
 
     def claim(self, entries: Sequence[FileEntry]) -> list[int]:
         """Reserve a part file for each entry; return the bytes each already holds.
@@ -142,11 +144,15 @@ class DownloadFolder:
         for entry in entries:
             components = split_name(entry.name)
             key = self._claim_key(components)
+            if key is None:
+                self.unclaimed.append(entry.name)
+                offsets.append(0)
+                continue
             self._keys[entry.name] = key
             offsets.append(self.held_offset(entry, key))
         return offsets
 
-    def _claim_key(self, components: tuple[str, ...]) -> int:
+    def _claim_key(self, components: tuple[str, ...]) -> int | None:
         with _claims_lock:
             for key in range(MAX_PART_KEYS):
                 claim = (self._root_key, components, key)
@@ -154,7 +160,7 @@ class DownloadFolder:
                     continue
                 _claims.add(claim)
                 return key
-        return 0  # every key busy: open_part reports the clash for this file
+        return None  # every key busy
 
     def _locked_elsewhere(self, components: tuple[str, ...], key: int) -> bool:
         part, _meta = part_names(components[-1], key)
@@ -183,6 +189,7 @@ class DownloadFolder:
                 with contextlib.suppress(UnsafeName):
                     _claims.discard((self._root_key, split_name(name), key))
         self._keys.clear()
+        self.unclaimed.clear()
 
     def held_offsets(self, entries: Sequence[FileEntry]) -> list[int]:
         """For each entry, how many of its bytes an earlier partial download left."""

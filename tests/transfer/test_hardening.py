@@ -345,3 +345,30 @@ def test_a_file_and_a_folder_of_one_name_clash_before_connecting(tmp_path: Path)
     (tmp_path / "y" / "a" / "inner.txt").write_text("in folder")
     with pytest.raises(SourceError, match="a file and a folder"):
         collect_sources([tmp_path / "x" / "a", tmp_path / "y" / "a"])
+
+
+async def test_a_transfer_that_would_clash_is_refused_before_its_bytes(tmp_path: Path) -> None:
+    from rtcxfer.transfer.storage import MAX_PART_KEYS
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    source = tmp_path / "data.bin"
+    write_random(source, 100_000)
+    entry = collect_sources([source])[0].entry
+    # Every part file of that name is taken by a transfer running right now.
+    running = [DownloadFolder(inbox) for _ in range(MAX_PART_KEYS)]
+    for folder in running:
+        assert folder.unclaimed == [] and folder.claim([entry]) == [0]
+    try:
+        receiver = Receiving(inbox)
+        observer = RecordingObserver()
+        async with connected_pair(receiver.on_datachannel) as link:
+            with pytest.raises(PeerBusy, match="being received by other transfers"):
+                await send_files(link.channel, [collect_sources([source])[0]],
+                                 max_message_size=link.max_message_size, observer=observer)
+            await receiver.report()
+        assert observer.of("file_started") == []  # not one byte was sent
+        assert os.listdir(inbox) == []
+    finally:
+        for folder in running:
+            folder.release()
