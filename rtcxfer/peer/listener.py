@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import random
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,14 @@ from rtcxfer.peer.session import DATA_CHANNEL_LABEL, PeerSession, Role
 from rtcxfer.peer.signaling import Signal, SignalingClient
 from rtcxfer.progress import Output, count, format_size
 from rtcxfer.text import printable
-from rtcxfer.transfer import IncomingOffer, SilentObserver, TransferReport, receive_files
+from rtcxfer.transfer import (
+    FileEntry,
+    IncomingOffer,
+    SilentObserver,
+    TransferObserver,
+    TransferReport,
+    receive_files,
+)
 from rtcxfer.transfer.paths import is_hidden_name
 from rtcxfer.transfer.storage import numbered_name, space_problem
 
@@ -106,18 +114,63 @@ def prepare_download_dir(folder: Path) -> Path:
 
 
 class _Activity:
-    """When the sender of one session was last heard from; paused while we decide."""
+    """When the sender of one session was last heard from.
+
+    The clock stops while the sender waits for us: while the person decides, and
+    between a file's ``eof`` and its verification (hashing, fsync of a big file).
+    """
 
     def __init__(self) -> None:
         self.last = time.monotonic()
         self.paused = 0
+        self.verifying = 0
         self.hello = False
 
     def touch(self, *_args: object) -> None:
         self.last = time.monotonic()
 
+    def on_message(self, data: object) -> None:
+        self.touch()
+        if isinstance(data, str) and '"eof"' in data:
+            with contextlib.suppress(ValueError):
+                message = json.loads(data)
+                if isinstance(message, dict) and message.get("type") == "eof":
+                    self.verifying += 1
+
+    def verified(self) -> None:
+        if self.verifying:
+            self.verifying -= 1
+        self.touch()
+
     def idle_for(self) -> float:
-        return 0.0 if self.paused else time.monotonic() - self.last
+        if self.paused or self.verifying:
+            return 0.0
+        return time.monotonic() - self.last
+
+
+class _WatchedObserver:
+    """A TransferObserver that also tells the session's clock when a file is settled."""
+
+    def __init__(self, inner: TransferObserver, activity: _Activity) -> None:
+        self.inner = inner
+        self.activity = activity
+
+    def transfer_started(self, files: Sequence[FileEntry], offsets: Sequence[int]) -> None:
+        self.inner.transfer_started(files, offsets)
+
+    def file_started(self, index: int, entry: FileEntry, offset: int) -> None:
+        self.inner.file_started(index, entry, offset)
+
+    def file_progress(self, index: int, done: int) -> None:
+        self.inner.file_progress(index, done)
+
+    def file_finished(self, index: int, entry: FileEntry, ok: bool, reason: str | None,
+                      path: Path | None) -> None:
+        self.activity.verified()
+        self.inner.file_finished(index, entry, ok, reason, path)
+
+    def transfer_finished(self, ok: bool) -> None:
+        self.inner.transfer_finished(ok)
 
 
 class Listener:
@@ -229,15 +282,16 @@ class Listener:
                 channel.close()
                 return
             activity.touch()
-            channel.on("message", activity.touch)
+            channel.on("message", activity.on_message)
             # receive_files wants to be started from the datachannel event itself.
             receiving.set_result(asyncio.ensure_future(receive_files(
                 channel,
                 download_dir=self.download_dir,
                 decide=busy if over else (lambda offer: self._decide(session, offer, activity)),
                 overwrite=self.options.overwrite,
-                observer=SilentObserver() if over else self.output.observer(
+                observer=_WatchedObserver(SilentObserver() if over else self.output.observer(
                     peer=session.peer, session=session.session_id, direction="receive"),
+                    activity),
             )))
 
         session.on_datachannel = on_datachannel

@@ -322,3 +322,26 @@ def test_skip_unreadable_sends_the_rest_and_lists_what_it_skipped(
     assert f"warning: skipping {share / 'pipe'}: not a regular file (a FIFO)" in sender.stderr
     assert f"warning: skipping {share / 'out'}: a symlink leading out" in sender.stderr
     assert sorted(os.listdir(tmp_path / "in" / "share")) == ["ok.txt"]
+
+
+async def test_listener_closes_a_sender_that_goes_silent_mid_file(
+        tmp_path: Path, listen: Start, server: str) -> None:
+    import json
+
+    listener = listen("bob", tmp_path / "in", "--yes", "--idle-timeout", "2")
+    async with logged_in(server, "mallory") as mallory, \
+            silent_sessions(mallory, "bob", 1) as (session,):
+        channel = session.channel
+        assert channel is not None
+        replies: asyncio.Queue[str] = asyncio.Queue()
+        channel.on("message", replies.put_nowait)
+        channel.send(json.dumps({"type": "hello", "version": 1, "total": 1000,
+                                 "files": [{"name": "slow.bin", "size": 1000}]}))
+        accept = json.loads(await asyncio.wait_for(replies.get(), TIMEOUT))
+        assert accept["type"] == "accept"
+        channel.send(json.dumps({"type": "file", "index": 0, "offset": 0}))
+        channel.send(b"x" * 100)  # then nothing
+        failed = await asyncio.to_thread(
+            wait_for_event, listener, "transfer_failed", peer="mallory", timeout=TIMEOUT)
+        assert "sent nothing for 2 s" in failed["message"]
+    assert not (tmp_path / "in" / "slow.bin").exists()
