@@ -86,14 +86,14 @@ class _FileReader:
         self.remaining -= len(block)
         return block
 
-    def change(self, size: int, mtime: float) -> str | None:
+    def change(self, size: int, mtime: float | None) -> str | None:
         """After the last read: why the file is not what ``hello`` announced, or None."""
         if self.file.read(1):
             return "it grew while being sent"
         status = os.fstat(self.file.fileno())
         if status.st_size != size:
             return "its size changed while being sent"
-        if status.st_mtime != mtime:
+        if mtime is not None and status.st_mtime != mtime:
             return "it was modified while being sent"
         return None
 
