@@ -20,7 +20,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from rtcxfer.text import printable
+from rtcxfer.text import is_hidden, printable
 from rtcxfer.transfer import FileEntry, TransferReport
 
 # --json file_progress events per file and second, at most: enough for a
@@ -54,7 +54,7 @@ class Output:
     def event(self, event: str, **fields: Any) -> None:
         """One ``--json`` event (ignored in the other modes)."""
         if self.mode is OutputMode.JSON:
-            line = json.dumps({"event": event, **fields}, ensure_ascii=False)
+            line = _json_safe(json.dumps({"event": event, **fields}, ensure_ascii=False))
             sys.stdout.write(line + "\n")
             sys.stdout.flush()
 
@@ -239,6 +239,26 @@ def _bar(description: str, total: int, stream: _HeldStream, *, leave: bool = Tru
         mininterval=BAR_REFRESH_SECONDS,
         dynamic_ncols=True,
     )
+
+
+def _json_escape(char: str) -> str:
+    code = ord(char)
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+
+
+def _json_safe(line: str) -> str:
+    """``line`` (JSON) with every hidden character written as a ``\\u`` escape.
+
+    json.dumps already escapes C0 controls; bidi controls, U+2028, C1 controls and
+    the like would otherwise reach a terminal that shows the events raw. Outside
+    strings JSON text is ASCII, so each escape lands inside a string: same value.
+    """
+    if all(not is_hidden(char) for char in line):
+        return line
+    return "".join(_json_escape(char) if is_hidden(char) else char for char in line)
 
 
 def count(number: int, noun: str) -> str:

@@ -77,3 +77,15 @@ def test_bars_and_messages_wait_while_a_question_is_open(
     assert b"from alice" in redrawn or b"fdp.exe" in redrawn or b"MB" in redrawn
     assert "\u202e".encode() not in redrawn
     observer.transfer_finished(True)
+
+
+def test_json_events_carry_hidden_characters_as_escapes(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    name = "photo\u202egnp.exe\u2028\x9b2J\U000e0001 é"
+    Output(OutputMode.JSON).event("file_done", name=name)
+    line = capsys.readouterr().out
+    assert all(char not in line for char in ("\u202e", "\u2028", "\x9b", "\U000e0001"))
+    assert "é" in line  # visible text stays as it is
+    assert json.loads(line)["name"] == name
