@@ -13,17 +13,28 @@ import click
 
 from rtcxfer import __version__
 from rtcxfer.errors import ExitCode, RtcxferError
+from rtcxfer.text import printable
 
 LOG_LEVELS = click.Choice(["debug", "info", "warning", "error"], case_sensitive=False)
 RATE_BURST_SECONDS = 5
 
 
+class PrintableFormatter(logging.Formatter):
+    """Log lines whose message has every hidden character escaped (rtcxfer.text).
+
+    Log arguments carry names, reasons and addresses from clients and peers; one
+    of them could otherwise write escape sequences or fake lines into the log.
+    """
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = printable(record.message)
+        return super().formatMessage(record)
+
+
 def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(PrintableFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -151,39 +162,73 @@ def _peer_setup(params: dict[str, Any]) -> tuple[Any, Any]:
     return client, output
 
 
+IDLE_TIMEOUT_OPTION = click.option(
+    "--idle-timeout", type=click.FloatRange(min=1), default=None, metavar="SECONDS",
+    help="Give up on a peer that sends nothing for this long while we wait for it "
+         "(send: 300; listen: 60).")
+
+
 @cli.command()
 @click.argument("peer")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--skip-unreadable", is_flag=True,
+              help="Send the rest when a file or folder cannot be read or is not a regular "
+                   "file (each skipped path is listed); without it, send fails before "
+                   "connecting.")
+@click.option("--follow-symlinks", is_flag=True,
+              help="Follow symlinks that lead out of a folder being sent (by default they "
+                   "are skipped, with a reason).")
+@IDLE_TIMEOUT_OPTION
 @_peer_options
-def send(peer: str, paths: tuple[Path, ...], **params: Any) -> int:
+def send(peer: str, paths: tuple[Path, ...], skip_unreadable: bool, follow_symlinks: bool,
+         idle_timeout: float | None, **params: Any) -> int:
     """Send files and folders to PEER; succeeds only when every file arrived intact."""
     from rtcxfer.peer.run import run_peer_command
+    from rtcxfer.peer.sender import SEND_IDLE_TIMEOUT, SendOptions
     from rtcxfer.peer.sender import send as send_to_peer
 
     client, output = _peer_setup(params)
-    run_peer_command(lambda: send_to_peer(peer, paths, client, output), output)
+    options = SendOptions(skip_unreadable=skip_unreadable, follow_symlinks=follow_symlinks,
+                          idle_timeout=idle_timeout or SEND_IDLE_TIMEOUT)
+    run_peer_command(lambda: send_to_peer(peer, paths, client, output, options), output)
     return ExitCode.OK
 
 
 @cli.command()
 @click.option("--dir", "download_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("."), show_default=True, help="Where received files go.")
+              default=None,
+              help="Where received files go [default: $XDG_DOWNLOAD_DIR/rtcxfer or "
+                   "~/Downloads/rtcxfer, created private (0700) on first use].")
 @click.option("--yes", "-y", "assume_yes", is_flag=True, help="Accept every offer.")
 @click.option("--from", "allowed_senders", multiple=True, metavar="NAME",
-              help="Accept files only from NAME (repeatable).")
+              help="Accept files only from NAME (repeatable). Names are not identities: "
+                   "whoever logs in first as NAME is NAME; compare the verification code "
+                   "with the sender to know who it is.")
 @click.option("--overwrite", is_flag=True,
               help="Replace existing files instead of saving as 'name (1).ext'.")
+@click.option("--allow-hidden", is_flag=True,
+              help="Accept file names with a component starting with '.' (.ssh/..., "
+                   ".bashrc); refused by default.")
+@IDLE_TIMEOUT_OPTION
 @_peer_options
-def listen(download_dir: Path, assume_yes: bool, allowed_senders: tuple[str, ...],
-           overwrite: bool, **params: Any) -> int:
+def listen(download_dir: Path | None, assume_yes: bool, allowed_senders: tuple[str, ...],
+           overwrite: bool, allow_hidden: bool, idle_timeout: float | None,
+           **params: Any) -> int:
     """Stay online and receive files; asks before accepting unless --yes."""
-    from rtcxfer.peer.listener import Listener, ListenOptions
+    from rtcxfer.peer.listener import (
+        LISTEN_IDLE_TIMEOUT,
+        Listener,
+        ListenOptions,
+        default_download_dir,
+    )
     from rtcxfer.peer.run import run_peer_command
 
     client, output = _peer_setup(params)
-    options = ListenOptions(download_dir=download_dir, assume_yes=assume_yes,
+    options = ListenOptions(download_dir=download_dir or default_download_dir(),
+                            assume_yes=assume_yes,
                             allowed_senders=frozenset(allowed_senders), overwrite=overwrite,
-                            interactive=sys.stdin.isatty())
+                            interactive=sys.stdin.isatty(), allow_hidden=allow_hidden,
+                            idle_timeout=idle_timeout or LISTEN_IDLE_TIMEOUT)
     listener = Listener(client, options, output)
     stopped = run_peer_command(listener.run, output, exit_codes={signal.SIGTERM: ExitCode.OK})
     return stopped if isinstance(stopped, ExitCode) else ExitCode.OK
@@ -204,7 +249,7 @@ def users(**params: Any) -> int:
         output.event("users", users=online)
     else:
         for user in online:
-            click.echo(user)
+            click.echo(printable(user))
     return ExitCode.OK
 
 
@@ -239,7 +284,11 @@ def main() -> None:
     try:
         result = cli.main(standalone_mode=False)
     except RtcxferError as error:
-        click.echo(f"rtcxfer: {error}", err=True)
+        text = str(error)
+        # A multi-line message (the list of paths send skipped) escapes each of its
+        # parts itself; any other is shown on one line, every character escaped.
+        lines = text.split("\n") if getattr(error, "multiline", False) else [text]
+        click.echo("rtcxfer: " + "\n".join(printable(line) for line in lines), err=True)
         sys.exit(error.exit_code)
     except click.exceptions.Abort:
         click.echo("rtcxfer: interrupted", err=True)

@@ -19,6 +19,8 @@ class ExitCode(IntEnum):
     DECLINED = 6
     NO_ICE_PATH = 7
     TRANSFER_FAILED = 8
+    # 9 is reserved (identity changed, a later issue).
+    BUSY = 10
     INTERRUPTED = 130
 
 
@@ -26,6 +28,9 @@ class RtcxferError(Exception):
     """Base class: a failure with a message meant for the person at the terminal."""
 
     exit_code: ExitCode = ExitCode.FAILURE
+    # True when every line of the message was escaped by whoever built it (the CLI
+    # then prints it on several lines instead of escaping the line breaks).
+    multiline: bool = False
 
 
 class ServerUnreachable(RtcxferError):
@@ -48,6 +53,13 @@ class PeerOffline(RtcxferError):
 
 class PeerDeclined(RtcxferError):
     exit_code = ExitCode.DECLINED
+
+
+class PeerBusy(PeerDeclined):
+    """The receiver turned the transfer away because it is busy; try again later."""
+
+    exit_code = ExitCode.BUSY
+    reason: str = "busy"
 
 
 class NoIcePath(RtcxferError):

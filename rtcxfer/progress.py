@@ -9,16 +9,18 @@ the mode; :class:`ProgressObserver` implements the transfer API's
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
+from rtcxfer.text import is_hidden, printable
 from rtcxfer.transfer import FileEntry, TransferReport
 
 # --json file_progress events per file and second, at most: enough for a
@@ -39,6 +41,9 @@ class Output:
 
     def __init__(self, mode: OutputMode) -> None:
         self.mode = mode
+        # While a question is on the terminal (hold()), messages wait and bars stay still.
+        self._held = 0
+        self._pending: list[str] = []
 
     @classmethod
     def from_flags(cls, *, json_events: bool, quiet: bool) -> Output:
@@ -49,14 +54,51 @@ class Output:
     def event(self, event: str, **fields: Any) -> None:
         """One ``--json`` event (ignored in the other modes)."""
         if self.mode is OutputMode.JSON:
-            line = json.dumps({"event": event, **fields}, ensure_ascii=False)
+            line = _json_safe(json.dumps({"event": event, **fields}, ensure_ascii=False))
             sys.stdout.write(line + "\n")
             sys.stdout.flush()
 
     def say(self, text: str) -> None:
-        """A human message on stderr (ignored with --quiet and --json)."""
+        """A human message on stderr (ignored with --quiet and --json).
+
+        Hidden characters are escaped (rtcxfer.text.printable): callers put names
+        and reasons from peers into ``text``.
+        """
         if self.mode is OutputMode.HUMAN:
-            tqdm.write(text, file=sys.stderr)
+            self._write_line(printable(text))
+
+    def warn(self, event: str, text: str, **fields: Any) -> None:
+        """Something the person must see (not --json: also with --quiet): ``warning: ...``."""
+        self.event(event, **fields)
+        if self.mode is not OutputMode.JSON:
+            self._write_line("warning: " + printable(text))
+
+    def _write_line(self, line: str) -> None:
+        if self._held:
+            self._pending.append(line)
+        else:
+            tqdm.write(line, file=sys.stderr)
+
+    @property
+    def held(self) -> bool:
+        return self._held > 0
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """Keep the terminal still while a question waits for its answer.
+
+        Messages are queued and written afterwards; progress bars skip their
+        redraws (the next update redraws them whole).
+        """
+        self._held += 1
+        try:
+            yield
+        finally:
+            self._held -= 1
+            if not self._held:
+                pending, self._pending = self._pending, []
+                for line in pending:
+                    tqdm.write(line, file=sys.stderr)
 
     def report(self, event: str, text: str, **fields: Any) -> None:
         """The same fact as a JSON event or a human line."""
@@ -95,7 +137,8 @@ class ProgressObserver:
 
     def __init__(self, output: Output, *, peer: str, session: str, direction: str) -> None:
         self.output = output
-        self.label = f"to {peer}" if direction == "send" else f"from {peer}"
+        self.label = printable(f"to {peer}" if direction == "send" else f"from {peer}", limit=40)
+        self._stream = _HeldStream(output)
         self.peer = peer
         self.session = session
         # Bars redraw with cursor movements: on a log file or a pipe they are noise.
@@ -114,14 +157,15 @@ class ProgressObserver:
     def transfer_started(self, files: Sequence[FileEntry], offsets: Sequence[int]) -> None:
         self._files = files
         if self._bars:
-            self._total_bar = _bar(self.label, sum(f.size for f in files))
+            self._total_bar = _bar(self.label, sum(f.size for f in files), self._stream)
             self._total_bar.update(sum(offsets))
 
     def file_started(self, index: int, entry: FileEntry, offset: int) -> None:
         self._file_done = offset
         self.output.event("file_started", offset=offset, **self._fields(index, entry))
         if self._bars:
-            self._file_bar = _bar(_shorten(entry.name), entry.size, leave=False)
+            self._file_bar = _bar(_shorten(printable(entry.name)), entry.size, self._stream,
+                                  leave=False)
             self._file_bar.update(offset)
 
     def file_progress(self, index: int, done: int) -> None:
@@ -146,7 +190,7 @@ class ProgressObserver:
             self._file_bar.close()
             self._file_bar = None
         if not ok:
-            self.output.say(f"{entry.name}: {reason}")
+            self.output.say(f"{printable(entry.name)}: {printable(reason)}")
 
     def transfer_finished(self, ok: bool) -> None:
         if self._file_bar is not None:
@@ -157,7 +201,33 @@ class ProgressObserver:
             self._total_bar = None
 
 
-def _bar(description: str, total: int, *, leave: bool = True) -> tqdm:
+class _HeldStream:
+    """stderr for progress bars: their writes are dropped while the Output is held.
+
+    A bar redraws its whole line on every refresh, so a dropped redraw loses nothing;
+    what it cannot do is overwrite a question waiting for its answer.
+    """
+
+    def __init__(self, output: Output) -> None:
+        self.output = output
+
+    def write(self, text: str) -> int:
+        if not self.output.held:
+            sys.stderr.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.output.held:
+            sys.stderr.flush()
+
+    def fileno(self) -> int:
+        return sys.stderr.fileno()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
+def _bar(description: str, total: int, stream: _HeldStream, *, leave: bool = True) -> tqdm:
     return tqdm(
         total=total,
         desc=description,
@@ -165,10 +235,30 @@ def _bar(description: str, total: int, *, leave: bool = True) -> tqdm:
         unit_scale=True,
         unit_divisor=1024,
         leave=leave,
-        file=sys.stderr,
+        file=stream,
         mininterval=BAR_REFRESH_SECONDS,
         dynamic_ncols=True,
     )
+
+
+def _json_escape(char: str) -> str:
+    code = ord(char)
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+
+
+def _json_safe(line: str) -> str:
+    """``line`` (JSON) with every hidden character written as a ``\\u`` escape.
+
+    json.dumps already escapes C0 controls; bidi controls, U+2028, C1 controls and
+    the like would otherwise reach a terminal that shows the events raw. Outside
+    strings JSON text is ASCII, so each escape lands inside a string: same value.
+    """
+    if all(not is_hidden(char) for char in line):
+        return line
+    return "".join(_json_escape(char) if is_hidden(char) else char for char in line)
 
 
 def count(number: int, noun: str) -> str:

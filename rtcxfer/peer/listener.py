@@ -11,23 +11,43 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import os
 import random
-import sys
-from collections.abc import Awaitable, Callable, Coroutine
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aiortc import RTCDataChannel
 
-from rtcxfer.errors import LoginRefused, RtcxferError, ServerUnreachable, TransferFailed
+from rtcxfer.errors import (
+    LoginRefused,
+    NameTaken,
+    RtcxferError,
+    ServerUnreachable,
+    TransferFailed,
+)
 from rtcxfer.peer.client import ClientOptions, is_users_probe, log_in
 from rtcxfer.peer.config import rtc_configuration
+from rtcxfer.peer.prompt import Question, ask_on_terminal, describe_file, flush_terminal_input
 from rtcxfer.peer.session import DATA_CHANNEL_LABEL, PeerSession, Role
 from rtcxfer.peer.signaling import Signal, SignalingClient
 from rtcxfer.progress import Output, count, format_size
-from rtcxfer.transfer import IncomingOffer, TransferReport, receive_files
+from rtcxfer.text import printable
+from rtcxfer.transfer import (
+    FileEntry,
+    IncomingOffer,
+    SilentObserver,
+    TransferObserver,
+    TransferReport,
+    receive_files,
+)
+from rtcxfer.transfer.paths import is_hidden_name
+from rtcxfer.transfer.storage import numbered_name, space_problem
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +56,21 @@ RECONNECT_MAX_DELAY = 10.0
 # Each offer costs a peer connection (sockets, a DTLS handshake): offers beyond
 # this many open sessions are turned away so that a flood cannot exhaust the host.
 MAX_SESSIONS = 64
+# Open sessions per sending name: one name cannot take every slot.
+MAX_SESSIONS_PER_PEER = 8
+# Offers over a cap still get a "busy" decline (a short connection) up to this many at
+# once; beyond it, a plain leave.
+MAX_BUSY_REPLIES = 8
+BUSY_REASON = "busy: the receiver has too many transfers open; try again later"
+# A session whose sender sends nothing (no hello, or nothing mid-transfer) for this
+# long is closed; the time an offer waits for the person's answer does not count.
+LISTEN_IDLE_TIMEOUT = 60.0
+HIDDEN_REFUSED = "hidden file names are refused"
+EXECUTABLE_SUFFIXES = (
+    ".exe", ".com", ".bat", ".cmd", ".msi", ".scr", ".ps1", ".vbs", ".js", ".jar", ".sh",
+    ".bash", ".zsh", ".py", ".pl", ".rb", ".desktop", ".app", ".appimage", ".deb", ".rpm",
+    ".run", ".bin", ".command", ".lnk",
+)
 # How long a finished receiver waits for the sender to close before closing itself.
 SENDER_HANG_UP_SECONDS = 5.0
 # The sender leaves as soon as it has our `done`, while our own last steps (closing the
@@ -53,9 +88,89 @@ class ListenOptions:
     allowed_senders: frozenset[str] = field(default_factory=frozenset)  # empty: anyone
     overwrite: bool = False
     interactive: bool = False  # stdin is a terminal: offers may be prompted
+    allow_hidden: bool = False  # accept names with a component starting with "."
+    idle_timeout: float = LISTEN_IDLE_TIMEOUT
+    max_sessions_per_peer: int = MAX_SESSIONS_PER_PEER
 
 
-Ask = Callable[[str], Awaitable[bool]]
+Ask = Callable[[Question], Awaitable[bool]]
+
+
+def default_download_dir() -> Path:
+    """``$XDG_DOWNLOAD_DIR/rtcxfer``, else ``~/Downloads/rtcxfer`` (absolute)."""
+    base = os.environ.get("XDG_DOWNLOAD_DIR") or str(Path.home() / "Downloads")
+    return Path(os.path.abspath(os.path.expanduser(base))) / "rtcxfer"
+
+
+def prepare_download_dir(folder: Path) -> Path:
+    """Create ``folder`` (private: 0700) if missing; its absolute path."""
+    folder = Path(os.path.abspath(folder))
+    if not folder.is_dir():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            folder.mkdir(mode=0o700)
+        os.chmod(folder, 0o700)
+    return folder
+
+
+class _Activity:
+    """When the sender of one session was last heard from.
+
+    The clock stops while the sender waits for us: while the person decides, and
+    between a file's ``eof`` and its verification (hashing, fsync of a big file).
+    """
+
+    def __init__(self) -> None:
+        self.last = time.monotonic()
+        self.paused = 0
+        self.verifying = 0
+        self.hello = False
+
+    def touch(self, *_args: object) -> None:
+        self.last = time.monotonic()
+
+    def on_message(self, data: object) -> None:
+        self.touch()
+        if isinstance(data, str) and '"eof"' in data:
+            with contextlib.suppress(ValueError):
+                message = json.loads(data)
+                if isinstance(message, dict) and message.get("type") == "eof":
+                    self.verifying += 1
+
+    def verified(self) -> None:
+        if self.verifying:
+            self.verifying -= 1
+        self.touch()
+
+    def idle_for(self) -> float:
+        if self.paused or self.verifying:
+            return 0.0
+        return time.monotonic() - self.last
+
+
+class _WatchedObserver:
+    """A TransferObserver that also tells the session's clock when a file is settled."""
+
+    def __init__(self, inner: TransferObserver, activity: _Activity) -> None:
+        self.inner = inner
+        self.activity = activity
+
+    def transfer_started(self, files: Sequence[FileEntry], offsets: Sequence[int]) -> None:
+        self.inner.transfer_started(files, offsets)
+
+    def file_started(self, index: int, entry: FileEntry, offset: int) -> None:
+        self.inner.file_started(index, entry, offset)
+
+    def file_progress(self, index: int, done: int) -> None:
+        self.inner.file_progress(index, done)
+
+    def file_finished(self, index: int, entry: FileEntry, ok: bool, reason: str | None,
+                      path: Path | None) -> None:
+        self.activity.verified()
+        self.inner.file_finished(index, entry, ok, reason, path)
+
+    def transfer_finished(self, ok: bool) -> None:
+        self.inner.transfer_finished(ok)
 
 
 class Listener:
@@ -69,17 +184,20 @@ class Listener:
         self.signaling: SignalingClient | None = None
         self._transfers: set[asyncio.Task[None]] = set()
         self._sessions: set[PeerSession] = set()
+        self._per_peer: Counter[str] = Counter()
+        self._busy_replies = 0
         # Several offers at once are put to the person one at a time.
         self._prompt = asyncio.Lock()
         self.ready = asyncio.Event()  # set once logged in for the first time
+        self.download_dir = Path(os.path.abspath(options.download_dir))
 
     async def run(self) -> None:
         """Log in and serve offers until cancelled; only the first login may fail."""
         try:
-            self.options.download_dir.mkdir(parents=True, exist_ok=True)
+            self.download_dir = prepare_download_dir(self.options.download_dir)
         except OSError as error:
             raise RtcxferError(
-                f"cannot use {self.options.download_dir} as the download folder: "
+                f"cannot use {printable(self.options.download_dir)} as the download folder: "
                 f"{error.strerror or error}"
             ) from error
         await self._log_in()
@@ -104,7 +222,7 @@ class Listener:
                   if user != signaling.name and not is_users_probe(user)]
         self.output.event("users", users=others)
         self.output.say("online: " + (", ".join(others) if others else "nobody else"))
-        self.output.say(f"receiving into {self.options.download_dir}")
+        self.output.say(f"receiving into {self.download_dir}")
 
     async def _reconnect(self) -> None:
         delay = RECONNECT_FIRST_DELAY
@@ -113,6 +231,16 @@ class Listener:
             try:
                 await self._log_in()
                 return
+            except NameTaken as error:
+                # Loud: meanwhile whoever holds the name receives what is sent to it.
+                assert self.signaling is not None
+                name = self.signaling.name
+                self.output.warn(
+                    "name_taken",
+                    f"the name {name} is taken on {self.client.server} (by someone else, "
+                    "or by our old connection the server has not dropped yet); files sent "
+                    f"to {name} now go to whoever holds it. Retrying.",
+                    name=name, server=self.client.server, message=str(error))
             except (ServerUnreachable, LoginRefused) as error:
                 # LoginRefused covers our own name still held by the server for
                 # the connection it has not noticed is dead yet.
@@ -123,42 +251,57 @@ class Listener:
         if is_users_probe(name):
             return
         if online:
-            self.output.report("user_joined", f"+ {name}", name=name)
+            self.output.report("user_joined", f"+ {printable(name)}", name=name)
         else:
-            self.output.report("user_left", f"- {name}", name=name)
+            self.output.report("user_left", f"- {printable(name)}", name=name)
 
     def _on_offer(self, signal: Signal) -> None:
         assert self.signaling is not None
-        if len(self._sessions) >= MAX_SESSIONS:
-            logger.warning("turning away %s: %d transfers already open", signal.peer,
-                           MAX_SESSIONS)
-            self._spawn(self._turn_away(self.signaling, signal))
-            return
-        session = PeerSession(self.signaling, signal.peer, signal.session,
+        peer = signal.peer
+        over = (len(self._sessions) >= MAX_SESSIONS
+                or self._per_peer[peer] >= self.options.max_sessions_per_peer)
+        if over:
+            logger.warning("turning away %s: %d transfers open (%d from them)",
+                           printable(peer), len(self._sessions), self._per_peer[peer])
+            if self._busy_replies >= MAX_BUSY_REPLIES:
+                self._spawn(self._turn_away(self.signaling, signal))
+                return
+        session = PeerSession(self.signaling, peer, signal.session,
                               self.configuration, role=Role.ANSWERER,
                               connect_timeout=self.client.connect_timeout)
         receiving: asyncio.Future[asyncio.Task[TransferReport]] = (
             asyncio.get_running_loop().create_future()
         )
+        activity = _Activity()
+
+        async def busy(_offer: IncomingOffer) -> str:
+            return BUSY_REASON
 
         def on_datachannel(channel: RTCDataChannel) -> None:
             if receiving.done():  # the session already ended
                 channel.close()
                 return
+            activity.touch()
+            channel.on("message", activity.on_message)
             # receive_files wants to be started from the datachannel event itself.
             receiving.set_result(asyncio.ensure_future(receive_files(
                 channel,
-                download_dir=self.options.download_dir,
-                decide=lambda offer: self._decide(session, offer),
+                download_dir=self.download_dir,
+                decide=busy if over else (lambda offer: self._decide(session, offer, activity)),
                 overwrite=self.options.overwrite,
-                observer=self.output.observer(
+                observer=_WatchedObserver(SilentObserver() if over else self.output.observer(
                     peer=session.peer, session=session.session_id, direction="receive"),
+                    activity),
             )))
 
         session.on_datachannel = on_datachannel
         session.deliver(signal)
-        self._sessions.add(session)
-        self._spawn(self._serve(session, receiving))
+        if over:
+            self._busy_replies += 1
+        else:
+            self._sessions.add(session)
+            self._per_peer[peer] += 1
+        self._spawn(self._serve(session, receiving, activity, busy=over))
 
     @staticmethod
     async def _turn_away(signaling: SignalingClient, signal: Signal) -> None:
@@ -171,7 +314,9 @@ class Listener:
         task.add_done_callback(self._transfers.discard)
 
     async def _serve(self, session: PeerSession,
-                     receiving: asyncio.Future[asyncio.Task[TransferReport]]) -> None:
+                     receiving: asyncio.Future[asyncio.Task[TransferReport]],
+                     activity: _Activity, *, busy: bool = False) -> None:
+        watchdog: asyncio.Task[None] | None = None
         try:
             await session.wait_connected()
             try:
@@ -181,20 +326,44 @@ class Listener:
                 raise TransferFailed(
                     f"{session.peer} connected but opened no {DATA_CHANNEL_LABEL} channel"
                 ) from None
+            watchdog = asyncio.create_task(self._watch_idle(session, activity))
             report = await session.until(transfer, grace=FINISHING_GRACE_SECONDS)
             await self._let_sender_hang_up(session)
-            if report.ok:
+            if report.ok and not busy:
                 self.output.summary(report, peer=session.peer, session=session.session_id,
                                     direction="receive")
         except RtcxferError as error:
             message = f"transfer from {session.peer} failed: {error}"
-            self.output.report("transfer_failed", message, peer=session.peer,
-                               session=session.session_id, message=message)
+            if busy:
+                logger.info("%s", printable(message))
+            else:
+                self.output.report("transfer_failed", message, peer=session.peer,
+                                   session=session.session_id, message=message)
         finally:
-            self._sessions.discard(session)
+            if watchdog is not None:
+                watchdog.cancel()
+            if busy:
+                self._busy_replies -= 1
+            elif session in self._sessions:
+                self._sessions.discard(session)
+                self._per_peer[session.peer] -= 1
+                if self._per_peer[session.peer] <= 0:
+                    del self._per_peer[session.peer]
             if receiving.done() and not receiving.cancelled():
                 receiving.result().cancel()
             await session.close()
+
+    async def _watch_idle(self, session: PeerSession, activity: _Activity) -> None:
+        """End ``session`` when its sender stays silent past the idle timeout."""
+        timeout = self.options.idle_timeout
+        while True:
+            idle = activity.idle_for()
+            if idle >= timeout:
+                waited = "no hello (the list of files)" if not activity.hello else "nothing"
+                session.end(TransferFailed(
+                    f"{session.peer} sent {waited} for {timeout:g} s; closed the session"))
+                return
+            await asyncio.sleep(min(timeout - idle, 1.0) + 0.01)
 
     @staticmethod
     async def _let_sender_hang_up(session: PeerSession) -> None:
@@ -212,35 +381,89 @@ class Listener:
         with contextlib.suppress(RtcxferError, TimeoutError):
             await session.until(asyncio.wait_for(closed.wait(), SENDER_HANG_UP_SECONDS))
 
-    async def _decide(self, session: PeerSession, offer: IncomingOffer) -> str | None:
+    async def _decide(self, session: PeerSession, offer: IncomingOffer,
+                      activity: _Activity | None = None) -> str | None:
         peer = session.peer
         allowed = self.options.allowed_senders
-        if allowed and peer not in allowed:
-            reason = f"not accepting files from {peer}"
-        else:
-            code = session.verification_code
-            self.output.event(
-                "offer", peer=peer, session=session.session_id, code=code,
-                files=[{"name": f.name, "size": f.size} for f in offer.files],
-                total=offer.total,
-            )
-            reason = await self._ask(peer, offer, code)
+        if activity is not None:
+            activity.hello = True
+            activity.paused += 1
+        try:
+            hidden = [f.name for f in offer.files if is_hidden_name(f.name)]
+            # Before asking: no question about files that cannot fit. (receive_files
+            # checks again after an accept.)
+            space = await asyncio.to_thread(space_problem, self.download_dir,
+                                            offer.total - offer.held)
+            if space is not None:
+                reason = space
+            elif allowed and peer not in allowed:
+                reason = f"not accepting files from {peer}"
+            elif hidden and not self.options.allow_hidden:
+                reason = (f"{HIDDEN_REFUSED} ({printable(hidden[0], limit=80)!r}"
+                          + (f" and {len(hidden) - 1} more" if len(hidden) > 1 else "")
+                          + "); the receiver can allow them with --allow-hidden")
+            else:
+                reason = await self._ask(session, offer)
+        finally:
+            if activity is not None:
+                activity.paused -= 1
+                activity.touch()
         if reason is not None:
             self.output.report("declined", f"declined {peer}: {reason}",
                                peer=peer, session=session.session_id, reason=reason)
         return reason
 
-    async def _ask(self, peer: str, offer: IncomingOffer, code: str) -> str | None:
+    def _offer_event(self, session: PeerSession, offer: IncomingOffer, code: str) -> None:
+        self.output.event(
+            "offer", peer=session.peer, session=session.session_id, code=code,
+            files=[{"name": f.name, "size": f.size} for f in offer.files],
+            total=offer.total, dir=str(self.download_dir),
+        )
+
+    async def _ask(self, session: PeerSession, offer: IncomingOffer) -> str | None:
+        peer = session.peer
+        code = session.verification_code
         if self.options.assume_yes:
+            self._offer_event(session, offer, code)
             self.output.say(f"{peer} sends {count(len(offer.files), 'file')}, "
-                            f"{format_size(offer.total)} (verification code {code})")
+                            f"{format_size(offer.total)} (verification code {code}) "
+                            f"into {self.download_dir}")
             return None
         if not self.options.interactive:
+            self._offer_event(session, offer, code)
             return NOT_INTERACTIVE
-        question = (f"{peer} wants to send {count(len(offer.files), 'file')}, "
-                    f"{format_size(offer.total)}; verification code {code}. Accept?")
         async with self._prompt:
-            return None if await self.ask(question) else DECLINED_BY_USER
+            with self.output.hold():
+                # Anything typed before the question was shown (a stray key, the answer
+                # to an offer whose sender gave up) must not answer this one.
+                flush_terminal_input()
+                self._offer_event(session, offer, code)
+                accepted = await self.ask(self.question(peer, offer, code))
+        return None if accepted else DECLINED_BY_USER
+
+    def question(self, peer: str, offer: IncomingOffer, code: str) -> Question:
+        """What the prompt shows: sender, code, total, destination, every file flagged."""
+        summary = [
+            f"{printable(peer)} wants to send {count(len(offer.files), 'file')}, "
+            f"{format_size(offer.total)}; verification code {code}",
+            f"  into {printable(self.download_dir)}",
+        ]
+        files = []
+        for entry in offer.files:
+            flags = []
+            if is_hidden_name(entry.name):
+                flags.append("hidden")
+            if entry.name.lower().endswith(EXECUTABLE_SUFFIXES):
+                flags.append("executable")
+            if not self.options.overwrite:
+                target = self.download_dir / entry.name
+                if os.path.lexists(target):
+                    renamed = numbered_name(target.name, 1)
+                    flags.append(f"exists: saved as {printable(renamed)} or next free")
+            elif os.path.lexists(self.download_dir / entry.name):
+                flags.append("exists: will be replaced")
+            files.append(describe_file(entry.name, format_size(entry.size), flags))
+        return Question(summary=summary, files=files)
 
     async def shutdown(self) -> None:
         """Close every session (each peer gets a leave) and log out."""
@@ -253,31 +476,3 @@ class Listener:
             await session.close()
         if self.signaling is not None:
             await self.signaling.close()
-
-
-async def ask_on_terminal(question: str) -> bool:
-    """Ask a yes/no question on the terminal without blocking the event loop.
-
-    Reading stdin through the loop (not a thread) keeps the prompt cancellable:
-    Ctrl-C or SIGTERM while it waits leaves nothing behind.
-    """
-    loop = asyncio.get_running_loop()
-    while True:
-        sys.stderr.write(f"{question} [y/N] ")
-        sys.stderr.flush()
-        answered: asyncio.Future[str] = loop.create_future()
-
-        def on_readable(answered: asyncio.Future[str] = answered) -> None:
-            if not answered.done():
-                answered.set_result(sys.stdin.readline())
-
-        loop.add_reader(sys.stdin.fileno(), on_readable)
-        try:
-            line = await answered
-        finally:
-            loop.remove_reader(sys.stdin.fileno())
-        answer = line.strip().lower()
-        if answer in ("y", "yes"):
-            return True
-        if answer in ("", "n", "no"):
-            return False

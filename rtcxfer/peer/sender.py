@@ -3,22 +3,42 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from rtcxfer.errors import PeerOffline, RtcxferError, TransferFailed
+from rtcxfer.errors import PeerBusy, PeerOffline, RtcxferError, TransferFailed
 from rtcxfer.peer.client import ClientOptions, log_in
 from rtcxfer.peer.config import rtc_configuration
 from rtcxfer.peer.session import PeerSession, Role, new_session_id
 from rtcxfer.progress import Output
+from rtcxfer.text import printable
 from rtcxfer.transfer import TransferReport, collect_sources, send_files
+from rtcxfer.transfer.sources import Skipped
+
+# Seconds the receiver may stay silent while we wait for it (accept, ack, done).
+SEND_IDLE_TIMEOUT = 300.0
+
+
+@dataclass(frozen=True)
+class SendOptions:
+    skip_unreadable: bool = False
+    follow_symlinks: bool = False
+    idle_timeout: float = SEND_IDLE_TIMEOUT
 
 
 async def send(peer: str, paths: Sequence[Path], options: ClientOptions,
-               output: Output) -> TransferReport:
+               output: Output, send_options: SendOptions | None = None) -> TransferReport:
     """Send ``paths`` to ``peer``; return only when every file was acked with its sha256."""
+    send_options = send_options or SendOptions()
     configuration = rtc_configuration(options.ice)
-    sources = await asyncio.to_thread(collect_sources, paths)
+    skipped: list[Skipped] = []
+    sources = await asyncio.to_thread(functools.partial(
+        collect_sources, paths, follow_symlinks=send_options.follow_symlinks,
+        skip_unreadable=send_options.skip_unreadable, skipped=skipped))
+    for item in skipped:
+        output.warn("skipped", f"skipping {item}", path=str(item.path), reason=item.reason)
     if not sources:
         # rtcxfer/1 carries files, not folders: an empty tree would arrive as nothing.
         raise RtcxferError("nothing to send: the folders given hold no files")
@@ -45,7 +65,12 @@ async def send(peer: str, paths: Sequence[Path], options: ClientOptions,
                 max_message_size=session.remote_max_message_size,
                 observer=output.observer(peer=peer, session=session.session_id,
                                          direction="send"),
+                idle_timeout=send_options.idle_timeout,
             ))
+        except PeerBusy as error:
+            busy = PeerBusy(f"{printable(peer)} is busy, try again later ({error.reason})")
+            busy.reason = error.reason
+            raise busy from error
         except TransferFailed as error:
             # The transfer layer speaks of "the receiver"; the person needs the name.
             raise TransferFailed(f"sending to {peer} failed: {error}") from error

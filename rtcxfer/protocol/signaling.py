@@ -131,6 +131,12 @@ def name_problem(name: str) -> str | None:
             return "name must not contain control characters"
         if category == "Cs":
             return "name must not contain unpaired surrogates"
+    # Bidi controls, zero-width and other invisible characters make one name look
+    # like another (or like nothing): refused too (rtcxfer.text, docs/protocol.md).
+    from rtcxfer.text import invisible_problem
+
+    if invisible_problem(name) is not None:
+        return "name must not contain invisible or bidirectional characters"
     return None
 
 

@@ -31,6 +31,7 @@ class IncomingOffer:
 
     files: tuple[FileEntry, ...]
     total: int
+    held: int = 0  # bytes of these files that part files already hold (resume)
 
 
 class TransferObserver(Protocol):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 from rtcxfer.protocol.transfer import Hello
+from rtcxfer.text import invisible_problem, printable
 from rtcxfer.transfer.model import IncomingOffer
 
 MAX_COMPONENT_BYTES = 255
@@ -37,8 +38,8 @@ class UnsafeName(ValueError):
 
 
 def _shown(name: str) -> str:
-    # repr() makes control characters visible; cut long names so the message stays readable.
-    return repr(name if len(name) <= 80 else name[:77] + "...")
+    # Hidden characters escaped (rtcxfer.text); long names cut so the message stays readable.
+    return "'" + printable(name, limit=80) + "'"
 
 
 def split_name(name: str) -> tuple[str, ...]:
@@ -54,6 +55,10 @@ def split_name(name: str) -> tuple[str, ...]:
         raise UnsafeName(f"{shown} is longer than {MAX_PATH_BYTES} bytes")
     if _CONTROL_CHARACTER.search(name):
         raise UnsafeName(f"{shown} contains a control character")
+    hidden = invisible_problem(name)
+    if hidden is not None:
+        # "photo\u202egnp.exe" would show as "photoexe.png".
+        raise UnsafeName(f"{shown} {hidden}")
     if "\\" in name:
         raise UnsafeName(f"{shown} contains a backslash")
     if name.startswith("/"):
@@ -72,6 +77,11 @@ def split_name(name: str) -> tuple[str, ...]:
     if components[-1].endswith((PART_SUFFIX, META_SUFFIX)):
         raise UnsafeName(f"{shown} ends like an rtcxfer partial download")
     return components
+
+
+def is_hidden_name(name: str) -> bool:
+    """True when a component of ``name`` starts with a dot (``.ssh/authorized_keys``)."""
+    return any(component.startswith(".") for component in name.split("/"))
 
 
 def validate_offer(hello: Hello) -> IncomingOffer:

@@ -18,6 +18,7 @@ So the receiver holds at most about ``(MAX_QUEUED_JOBS + 1) * BATCH_BYTES`` of f
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import queue
 import threading
 import time
@@ -45,7 +46,7 @@ from rtcxfer.transfer.machines import (
     WriteChunk,
 )
 from rtcxfer.transfer.model import IncomingOffer, TransferObserver, TransferReport
-from rtcxfer.transfer.storage import DownloadFolder, PartFile, StorageError
+from rtcxfer.transfer.storage import DownloadFolder, PartFile, StorageError, space_problem
 
 BATCH_BYTES = 1024 * 1024
 MAX_QUEUED_JOBS = 8
@@ -139,6 +140,7 @@ class _Receiver:
                 self.disk.submit(self._close_part)
                 self.disk.stop()
                 await asyncio.to_thread(self.disk.thread.join)
+            self.folder.release()
         self.observer.transfer_finished(report.ok)
         return report
 
@@ -225,10 +227,27 @@ class _Receiver:
 
     async def _decide(self, offer: IncomingOffer) -> None:
         try:
-            reason = await self.decide(offer)
-            offsets: list[int] = []
+            # Reserve the part files first: a transfer of the same names running now
+            # gets other part files (its copy lands as "name (1).ext"), decided here,
+            # before any byte is sent, never found out after the upload.
+            offsets = await asyncio.to_thread(self.folder.claim, offer.files)
+            offer = dataclasses.replace(offer, held=sum(offsets))
+            if self.folder.unclaimed:
+                # A clash is refused before its bytes are sent, not after.
+                reason: str | None = (
+                    f"busy: {len(self.folder.unclaimed)} of these files are being received "
+                    f"by other transfers right now (first: {self.folder.unclaimed[0]!r}); "
+                    "try again later")
+            else:
+                reason = await self.decide(offer)
             if reason is None:
-                offsets = await asyncio.to_thread(self.folder.held_offsets, offer.files)
+                # Whatever decide said, an offer that cannot fit is declined before
+                # anything is written (rtcxfer listen checks before asking, too).
+                reason = await asyncio.to_thread(space_problem, self.folder.root,
+                                                 offer.total - offer.held)
+            if reason is not None:
+                self.folder.release()
+                offsets = []
         except Exception as error:
             self._execute(self.machine.abort("the receiver failed while deciding"))
             if not self.outcome.done():
@@ -249,6 +268,18 @@ class _Receiver:
 
     def _write_failed(self, index: int, reason: str) -> None:
         self.machine.fail_current(index, reason)
+
+    def _write_broke(self, index: int, reason: str) -> None:
+        """A write failed mid-file (disk full, I/O error): stop the sender at once.
+
+        The rest of the file (and of the transfer) would only be thrown away; the
+        part file keeps what reached the disk for a resume once there is room.
+        """
+        if self.outcome.done() or index >= len(self.machine.files):
+            return
+        entry = self.machine.files[index]
+        self.observer.file_finished(index, entry, False, reason, None)
+        self._execute(self.machine.abort(f"{entry.name}: {reason}"))
 
     def _verified(self, index: int, ok: bool, reason: str | None, path: Path | None) -> None:
         self._execute(self.machine.file_verified(index, ok, reason, path))
@@ -271,7 +302,8 @@ class _Receiver:
             self.part.write(chunks)
         except StorageError as error:
             self._close_part()
-            self._fail_part(index, error.reason)
+            self.part_failure = error.reason
+            self._post(self._write_broke, index, error.reason)
             return
         self._post(self.observer.file_progress, index, self.part.held)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -12,7 +13,7 @@ from typing import BinaryIO
 
 from aiortc import RTCDataChannel
 
-from rtcxfer.errors import PeerDeclined, TransferFailed
+from rtcxfer.errors import PeerBusy, PeerDeclined, TransferFailed
 from rtcxfer.protocol.transfer import (
     Error,
     Hello,
@@ -39,6 +40,11 @@ SMALL_FRAME = 16 * 1024
 LARGE_FRAME = 64 * 1024
 
 _CLOSED = object()
+# A decline whose reason starts with this word means "try again later" (docs/protocol.md).
+BUSY_PREFIX = "busy"
+# eof for a file that changed while it was read: it can match no content, so the
+# receiver refuses the file (and deletes its part) instead of keeping a mix.
+CHANGED_SHA256 = "0" * 64
 
 
 def frame_size(max_message_size: int) -> int:
@@ -80,9 +86,21 @@ class _FileReader:
         self.remaining -= len(block)
         return block
 
+    def change(self, size: int, mtime: float | None) -> str | None:
+        """After the last read: why the file is not what ``hello`` announced, or None."""
+        if self.file.read(1):
+            return "it grew while being sent"
+        status = os.fstat(self.file.fileno())
+        if status.st_size != size:
+            return "its size changed while being sent"
+        if mtime is not None and status.st_mtime != mtime:
+            return "it was modified while being sent"
+        return None
+
 
 async def send_files(channel: RTCDataChannel, sources: Sequence[SourceFile], *,
-                     max_message_size: int, observer: TransferObserver) -> TransferReport:
+                     max_message_size: int, observer: TransferObserver,
+                     idle_timeout: float | None = None) -> TransferReport:
     """Run the sender side of rtcxfer/1 on ``channel`` (open, or about to open).
 
     Returns only when the receiver acked every file ok and answered ``done``. Raises
@@ -90,8 +108,13 @@ async def send_files(channel: RTCDataChannel, sources: Sequence[SourceFile], *,
     was refused (naming it and why), the receiver sent ``error``, the channel closed
     early, or the receiver broke the protocol. Disk reads and hashing run in threads;
     at most ``HIGH_WATER`` bytes wait in the channel and one read-ahead block in memory.
+
+    ``idle_timeout``: fail with :class:`TransferFailed` when the receiver lets that many
+    seconds pass without a word while we wait for it (its accept, an ack, its done, or
+    room in the channel). A decline whose reason starts with "busy" raises
+    :class:`PeerBusy`. A file that changed while it was read fails (only that file).
     """
-    sender = _Sender(channel, sources, max_message_size, observer)
+    sender = _Sender(channel, sources, max_message_size, observer, idle_timeout)
     try:
         return await sender.run()
     finally:
@@ -102,7 +125,11 @@ async def send_files(channel: RTCDataChannel, sources: Sequence[SourceFile], *,
 
 class _Sender:
     def __init__(self, channel: RTCDataChannel, sources: Sequence[SourceFile],
-                 max_message_size: int, observer: TransferObserver) -> None:
+                 max_message_size: int, observer: TransferObserver,
+                 idle_timeout: float | None = None) -> None:
+        self.idle_timeout = idle_timeout
+        # Files we failed ourselves (changed while read): our reason beats the receiver's.
+        self.local_failures: dict[int, str] = {}
         self.sources = tuple(sources)
         self.max_message_size = max_message_size
         self.frame = frame_size(max_message_size)
@@ -143,7 +170,31 @@ class _Sender:
             report = await self._execute(actions)
             if report is not None:
                 return report
-            actions = self._receive(await self.inbox.get())
+            actions = self._receive(await self._next_message())
+
+    async def _next_message(self) -> object:
+        if self.idle_timeout is None:
+            return await self.inbox.get()
+        try:
+            return await asyncio.wait_for(self.inbox.get(), self.idle_timeout)
+        except TimeoutError:
+            raise self._idle_failure() from None
+
+    def _idle_failure(self) -> TransferFailed:
+        state = self.machine.state
+        if state is SenderState.AWAITING_ACCEPT:
+            waiting = "an answer to the offer"
+        elif state is SenderState.AWAITING_DONE:
+            waiting = "its final 'done'"
+        elif state is SenderState.AWAITING_ACK:
+            waiting = f"the receipt (ack) of {self.sources[self.machine.current].entry.name!r}"
+        else:
+            waiting = "room to send (it stopped reading)"
+        reason = (f"the receiver sent nothing for {self.idle_timeout:g} s while we waited "
+                  f"for {waiting}; giving up")
+        self.link.try_send_message(Error(reason))
+        self.link.close()
+        return TransferFailed(reason)
 
     def _check_hello_fits(self, actions: Actions) -> None:
         for action in actions:
@@ -191,10 +242,15 @@ class _Sender:
                     pending = list(await self._stream_step(index, offset)) + pending
                 case FileOutcome(index, ok, reason):
                     source = self.sources[index]
+                    reason = self.local_failures.get(index, reason)
                     if ok:
                         self.acked += 1
                     self.observer.file_finished(index, source.entry, ok, reason, source.path)
                 case Declined(reason):
+                    if reason.lower().startswith(BUSY_PREFIX):
+                        busy = PeerBusy(f"the receiver is busy, try again later ({reason})")
+                        busy.reason = reason
+                        raise busy
                     raise PeerDeclined(f"the receiver declined: {reason}")
                 case Finished(failures):
                     if failures:
@@ -220,6 +276,8 @@ class _Sender:
         if digest is None:
             # A message or the channel's close interrupted us: the run loop handles it.
             return ()
+        if index in self.local_failures:
+            return self.machine.file_sent(index, CHANGED_SHA256)
         return self.machine.file_sent(index, digest)
 
     async def _stream(self, source: SourceFile, index: int, offset: int) -> str | None:
@@ -239,13 +297,17 @@ class _Sender:
                     next_block = loop.run_in_executor(self.disk, reader.read_block)
                 for start in range(0, len(block), self.frame):
                     if self.link.over_high_water():
-                        await self.link.drain()
+                        await self._drain()
                     if self.link.closed.is_set() or not self.inbox.empty():
                         return None
                     self.link.send(block[start:start + self.frame])
                 position += len(block)
                 self.sent_bytes += len(block)
                 self.observer.file_progress(index, position)
+            change = await loop.run_in_executor(self.disk, reader.change, size,
+                                                source.entry.mtime)
+            if change is not None:
+                self.local_failures[index] = f"{change} (not sent; send it again)"
             return reader.digest.hexdigest()
         except ChannelClosed:
             return None
@@ -253,9 +315,19 @@ class _Sender:
             # Queued behind any read still running in the disk thread.
             self.disk.submit(reader.file.close)
 
+    async def _drain(self) -> None:
+        if self.idle_timeout is None:
+            await self.link.drain()
+            return
+        try:
+            await asyncio.wait_for(self.link.drain(), self.idle_timeout)
+        except TimeoutError:
+            raise self._idle_failure() from None
+
     def _describe_failures(self, failures: tuple[tuple[int, str], ...]) -> str:
-        shown = "; ".join(f"{self.sources[index].entry.name}: {reason}"
-                          for index, reason in failures[:5])
+        shown = "; ".join(
+            f"{self.sources[index].entry.name}: {self.local_failures.get(index, reason)}"
+            for index, reason in failures[:5])
         more = f" (and {len(failures) - 5} more)" if len(failures) > 5 else ""
         count = len(failures)
         return f"the receiver refused {count} file{'s' if count > 1 else ''}: {shown}{more}"

@@ -24,12 +24,13 @@ import hashlib
 import json
 import os
 import stat
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rtcxfer.protocol.transfer import FileEntry
-from rtcxfer.transfer.paths import MAX_COMPONENT_BYTES, PART_SUFFIX, split_name
+from rtcxfer.transfer.paths import MAX_COMPONENT_BYTES, PART_SUFFIX, UnsafeName, split_name
 
 READ_BLOCK = 1024 * 1024
 # Files that cannot keep their name get "name (1).ext" ... up to this many tries.
@@ -48,20 +49,66 @@ class StorageError(Exception):
         self.keep_part = keep_part
 
 
-def part_names(leaf: str) -> tuple[str, str]:
-    """The part file and sidecar names for a file called ``leaf``."""
-    stem = f".{leaf}"
+# Concurrent transfers of one name get part files with keys 1, 2, ... (see claim()).
+MAX_PART_KEYS = 64
+
+
+def part_names(leaf: str, key: int = 0) -> tuple[str, str]:
+    """The part file and sidecar names for a file called ``leaf`` (``key``: see claim())."""
+    tag = f"~{key}" if key else ""
+    stem = f".{leaf}{tag}"
     if len(f"{stem}{PART_SUFFIX}.json".encode()) > MAX_COMPONENT_BYTES:
-        stem = "." + hashlib.sha256(leaf.encode()).hexdigest()[:32]
+        stem = "." + hashlib.sha256(leaf.encode()).hexdigest()[:32] + tag
     return f"{stem}{PART_SUFFIX}", f"{stem}{PART_SUFFIX}.json"
 
 
+def _cut_utf8(text: str, max_bytes: int) -> str:
+    """The longest prefix of ``text`` that fits in ``max_bytes`` bytes of UTF-8."""
+    return text.encode()[:max(0, max_bytes)].decode(errors="ignore")
+
+
 def numbered_name(leaf: str, number: int) -> str:
-    """``report.pdf`` -> ``report (1).pdf``; the extension starts at the first inner dot."""
+    """``report.pdf`` -> ``report (1).pdf``; the extension starts at the first inner dot.
+
+    The result never exceeds 255 bytes: the stem (then, if need be, the extension) is
+    shortened to make room for the number.
+    """
+    tag = f" ({number})"
     dot = leaf.find(".", 1)
-    if dot == -1:
-        return f"{leaf} ({number})"
-    return f"{leaf[:dot]} ({number}){leaf[dot:]}"
+    stem, extension = (leaf, "") if dot == -1 else (leaf[:dot], leaf[dot:])
+    room = MAX_COMPONENT_BYTES - len(tag.encode()) - len(extension.encode())
+    if room >= 1:
+        return _cut_utf8(stem, room) + tag + extension
+    # An "extension" too long to keep whole: keep the start of the name instead.
+    return _cut_utf8(leaf, MAX_COMPONENT_BYTES - len(tag.encode())) + tag
+
+
+def _format_bytes(size: float) -> str:
+    if size < 1024:
+        return f"{size:.0f} B"
+    for unit in ("KiB", "MiB", "GiB"):
+        size /= 1024
+        if size < 1024:
+            return f"{size:.1f} {unit}"
+    return f"{size / 1024:.1f} TiB"
+
+
+def space_problem(root: Path, needed: int) -> str | None:
+    """``not enough space: need X, have Y`` when ``needed`` bytes do not fit under ``root``."""
+    try:
+        usage = os.statvfs(root)
+    except OSError:
+        return None  # the folder's own problems are reported when it is opened
+    available = usage.f_bavail * usage.f_frsize
+    if needed > available:
+        return (f"not enough space: need {_format_bytes(needed)}, "
+                f"have {_format_bytes(available)}")
+    return None
+
+
+# Part files claimed by transfers of this process: (root, folder components, leaf, key).
+_claims: set[tuple[str, tuple[str, ...], int]] = set()
+_claims_lock = threading.Lock()
 
 
 def _describe(error: OSError) -> str:
@@ -79,14 +126,78 @@ class DownloadFolder:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._root_key = os.path.realpath(root)
+        # name -> part key claimed by this transfer (claim()); absent: key 0.
+        self._keys: dict[str, int] = {}
+        # Names claim() found no free part file for (MAX_PART_KEYS transfers at once).
+        self.unclaimed: list[str] = []
+
+    def claim(self, entries: Sequence[FileEntry]) -> list[int]:
+        """Reserve a part file for each entry; return the bytes each already holds.
+
+        Two transfers of one name at once (in this process, or in another one holding
+        the part's lock) get different part files, so neither waits for nor fails on
+        the other, and the later one lands as ``name (1).ext``. Call :meth:`release`
+        when the transfer ends.
+        """
+        offsets = []
+        for entry in entries:
+            components = split_name(entry.name)
+            key = self._claim_key(components)
+            if key is None:
+                self.unclaimed.append(entry.name)
+                offsets.append(0)
+                continue
+            self._keys[entry.name] = key
+            offsets.append(self.held_offset(entry, key))
+        return offsets
+
+    def _claim_key(self, components: tuple[str, ...]) -> int | None:
+        with _claims_lock:
+            for key in range(MAX_PART_KEYS):
+                claim = (self._root_key, components, key)
+                if claim in _claims or self._locked_elsewhere(components, key):
+                    continue
+                _claims.add(claim)
+                return key
+        return None  # every key busy
+
+    def _locked_elsewhere(self, components: tuple[str, ...], key: int) -> bool:
+        part, _meta = part_names(components[-1], key)
+        try:
+            folder = _open_folder(self.root, components[:-1], create=False)
+        except (OSError, StorageError):
+            return False
+        try:
+            fd = os.open(part, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
+        except OSError:
+            return False
+        finally:
+            os.close(folder)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+    def release(self) -> None:
+        """Give back the part files reserved by :meth:`claim`."""
+        with _claims_lock:
+            for name, key in self._keys.items():
+                with contextlib.suppress(UnsafeName):
+                    _claims.discard((self._root_key, split_name(name), key))
+        self._keys.clear()
+        self.unclaimed.clear()
 
     def held_offsets(self, entries: Sequence[FileEntry]) -> list[int]:
         """For each entry, how many of its bytes an earlier partial download left."""
         return [self.held_offset(entry) for entry in entries]
 
-    def held_offset(self, entry: FileEntry) -> int:
+    def held_offset(self, entry: FileEntry, key: int = 0) -> int:
         components = split_name(entry.name)
-        part, meta = part_names(components[-1])
+        part, meta = part_names(components[-1], key)
         try:
             folder = _open_folder(self.root, components[:-1], create=False)
         except (OSError, StorageError):
@@ -108,38 +219,83 @@ class DownloadFolder:
     def open_part(self, entry: FileEntry, offset: int) -> PartFile:
         """The part file of ``entry`` holding its first ``offset`` bytes, ready to append."""
         components = split_name(entry.name)
-        part, meta = part_names(components[-1])
+        key = self._keys.get(entry.name, 0)
+        part, meta = part_names(components[-1], key)
         with contextlib.ExitStack() as cleanup:
             folder = _open_folder(self.root, components[:-1], create=True)
             cleanup.callback(os.close, folder)
-            try:
-                fd = os.open(part, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
-                             0o666, dir_fd=folder)
-            except OSError as error:
-                raise StorageError(_describe(error), keep_part=False) from None
+            fd = _open_locked_part(part, folder, entry.name)
             cleanup.callback(os.close, fd)
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise StorageError(f"{entry.name}: its part file is not a regular file",
-                                   keep_part=False)
-            try:
-                # Held until the part is closed: two transfers of the same name at
-                # once would otherwise interleave their bytes in one part file.
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise StorageError("another transfer is receiving this file right now",
-                                   keep_part=True) from None
             digest = hashlib.sha256()
             try:
                 _hash_prefix(fd, offset, digest)
                 os.ftruncate(fd, offset)
                 os.lseek(fd, offset, os.SEEK_SET)
-                with open(meta, "w", opener=_opener(folder, os.O_WRONLY | os.O_CREAT
-                                                    | os.O_TRUNC)) as sidecar:
-                    json.dump({"size": entry.size, "mtime": entry.mtime}, sidecar)
+                _write_sidecar(meta, folder, entry)
             except OSError as error:
-                raise StorageError(_describe(error), keep_part=True) from None
+                if offset == 0:
+                    # Nothing worth keeping: no empty part file left behind either.
+                    with contextlib.suppress(OSError):
+                        os.unlink(part, dir_fd=folder)
+                raise StorageError(_describe(error), keep_part=offset > 0) from None
             cleanup.pop_all()
-        return PartFile(self.root, components, folder, fd, digest, offset)
+        return PartFile(self.root, components, folder, fd, digest, offset, key=key)
+
+
+def _open_locked_part(part: str, folder: int, name: str) -> int:
+    """Open (or create) ``part`` in ``folder`` and take its lock; the fd."""
+    for _attempt in range(3):
+        try:
+            fd = os.open(part, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         0o666, dir_fd=folder)
+        except OSError as error:
+            raise StorageError(_describe(error), keep_part=False) from None
+        try:
+            status = os.fstat(fd)
+            if not stat.S_ISREG(status.st_mode):
+                raise StorageError(f"{name}: its part file is not a regular file",
+                                   keep_part=False)
+            try:
+                # Held until the part is placed or closed: two transfers of the same
+                # name at once would otherwise interleave their bytes in one part file.
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StorageError("another transfer is receiving this file right now",
+                                   keep_part=True) from None
+            # The holder we waited for may have moved the part into place meanwhile:
+            # the name must still lead to the inode we locked.
+            try:
+                current = os.stat(part, dir_fd=folder, follow_symlinks=False)
+            except FileNotFoundError:
+                current = None
+            if current is not None and (current.st_dev, current.st_ino) == (
+                    status.st_dev, status.st_ino):
+                return fd
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+    raise StorageError("another transfer is receiving this file right now", keep_part=True)
+
+
+def _write_sidecar(meta: str, folder: int, entry: FileEntry) -> None:
+    """Write the sidecar whole, or not at all (no empty sidecar on a full disk)."""
+    data = json.dumps({"size": entry.size, "mtime": entry.mtime}).encode()
+    try:
+        fd = os.open(meta, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+                     | os.O_CLOEXEC, 0o666, dir_fd=folder)
+    except OSError:
+        raise
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    except OSError:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(meta, dir_fd=folder)
+        raise
+    os.close(fd)
 
 
 def _opener(folder: int, flags: int | None = None) -> Callable[[str, int], int]:
@@ -195,10 +351,10 @@ class PartFile:
     """An open part file: append, then verify and place, or discard, or keep for later."""
 
     def __init__(self, root: Path, components: tuple[str, ...], folder: int, fd: int,
-                 digest: hashlib._Hash, held: int) -> None:
+                 digest: hashlib._Hash, held: int, *, key: int = 0) -> None:
         self.root = root
         self.components = components
-        self.part, self.meta = part_names(components[-1])
+        self.part, self.meta = part_names(components[-1], key)
         self.folder = folder
         self.fd: int | None = fd
         self.digest = digest
@@ -233,8 +389,9 @@ class PartFile:
             if mtime is not None:
                 os.utime(self.fd, times=(time.time(), mtime))
             os.fsync(self.fd)
-            os.close(self.fd)
-            self.fd = None
+            # The part stays open, and so locked, until it is linked into place and
+            # unlinked: a second transfer of this name cannot open it and truncate it
+            # in between (it would truncate a verified file).
             leaf = self._place(overwrite=overwrite)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.meta, dir_fd=self.folder)

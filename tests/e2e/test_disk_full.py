@@ -1,4 +1,5 @@
-"""A receiver whose disk fills up: a clear failure, nothing lost, a resume once there is room.
+"""A receiver whose disk is too small: a clear decline before any byte, then a transfer
+once there is room. (A disk that fills up mid-file: tests/transfer/test_hardening.py.)
 
 The download folder is a tiny tmpfs mounted for the test (the tests run as root in
 CI); where mounting is not permitted the test is skipped.
@@ -18,7 +19,6 @@ Start = Callable[..., CliProcess]
 TIMEOUT = 120.0
 DISK = 2 * 1024 * 1024
 FILE = 4 * 1024 * 1024
-PART = ".big.bin.rtcxfer-part"
 
 
 def _mount_tmpfs(folder: Path, size: int) -> bool:
@@ -42,29 +42,24 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
             subprocess.run(["umount", "--lazy", str(folder)], check=False, timeout=30)
 
 
-def test_disk_full_fails_clearly_keeps_the_part_and_resumes(
+def test_an_offer_larger_than_the_free_space_is_declined_before_any_byte(
         tmp_path: Path, small_disk: Path, listen: Start, send: Start) -> None:
     source = write_random_file(tmp_path / "out" / "big.bin", FILE)
     listener = listen("bob", small_disk, "--yes")
 
-    first = send("alice", "bob", source)
-    assert first.wait(TIMEOUT) == 8, first.stderr
-    assert "disk is full" in first.stderr
-    assert "big.bin" in first.stderr
-    assert "Traceback" not in first.stderr + listener.stderr
-    (done,) = json_events(listener, "file_done")
-    assert done["ok"] is False and "disk is full" in done["reason"]
-    assert not (small_disk / "big.bin").exists()
-    kept = (small_disk / PART).stat().st_size
-    assert 0 < kept < FILE
-    assert listener.popen.poll() is None, "the listener keeps serving"
+    sender = send("alice", "bob", source)
 
-    # The person frees space; sending again resumes from what the part file holds.
+    assert sender.wait(TIMEOUT) == 6, sender.stderr
+    assert "not enough space: need 4.0 MiB, have" in sender.stderr
+    (declined,) = json_events(listener, "declined")
+    assert declined["reason"].startswith("not enough space")
+    assert list(small_disk.iterdir()) == []  # no part file, no sidecar
+    assert listener.popen.poll() is None
+
+    # Once there is room, the same send goes through.
     subprocess.run(["mount", "-o", f"remount,size={4 * DISK}", str(small_disk)], check=True)
-    second = send("alice", "bob", source)
-    assert second.wait(TIMEOUT) == 0, second.stderr
-    (started,) = json_events(second, "file_started")
-    assert started["offset"] == kept
+    again = send("alice", "bob", source)
+    assert again.wait(TIMEOUT) == 0, again.stderr
     wait_for_event(listener, "summary", peer="alice", timeout=TIMEOUT)
     assert sha256_of(small_disk / "big.bin") == sha256_of(source)
-    assert not (small_disk / PART).exists()
+    assert sorted(path.name for path in small_disk.iterdir()) == ["big.bin"]

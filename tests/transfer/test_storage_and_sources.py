@@ -128,12 +128,20 @@ def test_collects_files_and_folders_with_their_names(tmp_path: Path) -> None:
     (tmp_path / "album" / "linked.txt").symlink_to(tmp_path / "note.txt")
     (tmp_path / "album" / "dangling").symlink_to(tmp_path / "missing")
 
-    sources = collect_sources([tmp_path / "album", tmp_path / "note.txt"])
+    with pytest.raises(SourceError, match="cannot send 4 paths"):
+        collect_sources([tmp_path / "album", tmp_path / "note.txt"])
+    skipped: list = []
+    sources = collect_sources([tmp_path / "album", tmp_path / "note.txt"],
+                              skip_unreadable=True, skipped=skipped)
 
     assert [(source.entry.name, source.entry.size) for source in sources] == [
-        ("album/cover.jpg", 0), ("album/disc 1/track.flac", 3), ("album/linked.txt", 2),
-        ("note.txt", 2),
+        ("album/cover.jpg", 0), ("album/disc 1/track.flac", 3), ("note.txt", 2),
     ]
+    assert sorted(item.path.name for item in skipped) == [
+        "dangling", "linked.txt", "loop", "pipe"]
+    followed = collect_sources([tmp_path / "album"], skip_unreadable=True,
+                               follow_symlinks=True)
+    assert "album/linked.txt" in [source.entry.name for source in followed]
     assert sources[1].path == tmp_path / "album" / "disc 1" / "track.flac"
     assert sources[1].entry.mtime == (tmp_path / "album" / "disc 1" / "track.flac").stat(
         ).st_mtime

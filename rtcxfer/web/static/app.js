@@ -6,7 +6,9 @@
 
 import { defaultSignalingUrl, SignalingClient } from "./signaling.js";
 import { CloseReason, newSessionId, PeerSession, sessionKey } from "./session.js";
-import { FileReceiver, FileSender, PeerDeclined, unsafeNameReason } from "./transfer.js";
+import {
+  FileReceiver, FileSender, PeerDeclined, invisibleCharacter, unsafeNameReason,
+} from "./transfer.js";
 
 const NAME_STORAGE_KEY = "rtcxfer.name";
 const MAX_NAME_LENGTH = 64;
@@ -134,6 +136,9 @@ function nameProblem(name) {
     if (code < 0x20 || code === 0x7f) {
       return "a name cannot contain control characters";
     }
+  }
+  if (invisibleCharacter(name) !== null) {
+    return "a name cannot contain invisible or bidirectional characters";
   }
   return null;
 }

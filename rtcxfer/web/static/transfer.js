@@ -65,6 +65,18 @@ const utf8 = new TextEncoder();
  * hostile name nor sends one the CLI would refuse. Names are relative POSIX
  * paths and are treated as hostile (PROTOCOL.md section 2).
  */
+// Characters that are never visible text (rtcxfer/text.py, is_hidden): format
+// characters (bidi controls, zero-width), separators, private use, unassigned, and
+// blank fillers that make two names look alike.
+const HIDDEN_CHARACTER =
+  /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}\p{Co}\p{Cn}\u115f\u1160\u3164\uffa0\u2800]/u;
+
+/** The first invisible or bidi character of ``text`` as "\\uXXXX", or null. */
+export function invisibleCharacter(text) {
+  const hidden = HIDDEN_CHARACTER.exec(text);
+  return hidden === null ? null : `\\u${hidden[0].codePointAt(0).toString(16).padStart(4, "0")}`;
+}
+
 export function unsafeNameReason(name) {
   if (typeof name !== "string" || name.length === 0) {
     return "empty name";
@@ -77,6 +89,12 @@ export function unsafeNameReason(name) {
     if (code < 0x20 || (code >= 0x7f && code <= 0x9f)) {
       return "contains a control character";
     }
+  }
+  const hidden = invisibleCharacter(name);
+  if (hidden !== null) {
+    // Bidi controls and invisible characters (rtcxfer/text.py): "photo\u202egnp.exe"
+    // would show as "photoexe.png".
+    return `contains an invisible or bidirectional character (${hidden})`;
   }
   if (name.includes("\\")) {
     return "contains a backslash";
