@@ -195,7 +195,9 @@ class _Sender:
                         self.acked += 1
                     self.observer.file_finished(index, source.entry, ok, reason, source.path)
                 case Declined(reason):
-                    raise PeerDeclined(f"the receiver declined: {reason}")
+                    # A reason that says "declined" itself is not wrapped in another one.
+                    raise PeerDeclined(reason if "declin" in reason.lower()
+                                       else f"the receiver declined: {reason}")
                 case Finished(failures):
                     if failures:
                         raise TransferFailed(self._describe_failures(failures))

@@ -230,3 +230,27 @@ def test_shell_completion() -> None:
                                                   COMP_WORDS="rtcxfer li", COMP_CWORD="1"),
                            capture_output=True, text=True, timeout=60)
     assert "plain,listen" in words.stdout.split()
+
+
+# -- messages a person reads ---------------------------------------------------------
+
+
+def test_not_online_suggests_the_closest_names(tmp_path: Path) -> None:
+    payload = tmp_path / "a.txt"
+    payload.write_text("a")
+    with running_server() as (url, _server):
+        listener = CliProcess(["listen", "--server", url, "--name", "alice", "--dir",
+                               str(tmp_path / "in"), "--json"])
+        try:
+            listener.wait_for_line(lambda line: '"connected"' in line, timeout=60)
+            typo = run_cli("send", "--server", url, "--name", "me", "alcie", str(payload))
+            other = run_cli("send", "--server", url, "--name", "me", "zzz", str(payload))
+        finally:
+            listener.stop()
+        alone = run_cli("send", "--server", url, "--name", "me", "alice", str(payload))
+    assert typo.returncode == 5
+    assert "alcie is not online" in typo.stderr and "did you mean alice?" in typo.stderr
+    assert other.returncode == 5
+    assert "online: alice" in other.stderr and "rtcxfer users" in other.stderr
+    assert alone.returncode == 5 and "nobody else is online" in alone.stderr
+
