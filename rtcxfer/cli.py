@@ -68,7 +68,14 @@ def cli() -> None:
 def serve(host: str, port: int, max_users: int, token: str | None, certfile: Path | None,
           keyfile: Path | None, allowed_origins: tuple[str, ...], rate_limit: float,
           log_level: str) -> None:
-    """Run the signaling server (and the browser page on the same port)."""
+    """Run the signaling server (and the browser page on the same port).
+
+    \b
+    Examples:
+      rtcxfer serve                               # ws://127.0.0.1:9090, page at http://127.0.0.1:9090/
+      rtcxfer serve --host 0.0.0.0 --token s3cret # reachable from the LAN, logins need the token
+      rtcxfer serve --certfile cert.pem --keyfile key.pem --port 443
+    """
     from rtcxfer.server.runner import load_tls, serve_main
     from rtcxfer.server.server import ServerConfig
 
@@ -114,51 +121,94 @@ def _select_data_path(fast_path: bool) -> None:
         fastpath.disable()
 
 
-def _peer_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    options = [
-        click.option("--server", envvar="RTCXFER_SERVER", default="ws://127.0.0.1:9090",
-                     show_default=True, show_envvar=True, help="Signaling server URL."),
-        click.option("--name", envvar="RTCXFER_NAME", default=None, show_envvar=True,
-                     help="Name to log in with (default: the OS user name)."),
-        click.option("--token", envvar="RTCXFER_TOKEN", default=None, show_envvar=True,
-                     help="Access token, for a server started with one."),
-        click.option("--stun", multiple=True, metavar="URL",
-                     help="STUN server (repeatable; default: none)."),
-        click.option("--turn", multiple=True, metavar="URL",
-                     help="TURN server (repeatable; default: none)."),
-        click.option("--turn-user", default=None, help="TURN user name."),
-        click.option("--turn-password", envvar="RTCXFER_TURN_PASSWORD", default=None,
-                     show_envvar=True,
-                     help="TURN password (the variable keeps it out of `ps`)."),
-        click.option("--connect-timeout", type=click.FloatRange(min=1), default=30.0,
-                     show_default=True, metavar="SECONDS",
-                     help="Give up on reaching a peer after this long."),
-        FAST_PATH_OPTION,
-        click.option("--json", "json_events", is_flag=True,
-                     help="One JSON event per line on stdout (docs/peer.md)."),
-        click.option("--quiet", "-q", is_flag=True, help="Print errors only."),
-        click.option("--log-level", type=LOG_LEVELS, default="warning", show_default=True),
-    ]
+def _server_url(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    from rtcxfer.peer.serverurl import BadServerUrl, normalise_server_url
+
+    try:
+        return normalise_server_url(value)
+    except BadServerUrl as error:
+        raise click.BadParameter(str(error)) from None
+
+
+def _user_name(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    from rtcxfer.protocol.signaling import name_problem
+
+    if value is None:
+        return None
+    problem = name_problem(value)
+    if problem is not None:
+        raise click.BadParameter(f"{printable(value)!r}: {problem}")
+    return value
+
+
+_SERVER_OPTION = click.option(
+    "--server", envvar="RTCXFER_SERVER", default="ws://127.0.0.1:9090",
+    show_default=True, show_envvar=True, callback=_server_url,
+    help="Signaling server: ws://, wss://, or the page's http(s):// address as the "
+         "browser shows it.")
+_NAME_OPTION = click.option(
+    "--name", envvar="RTCXFER_NAME", default=None, show_envvar=True, callback=_user_name,
+    help="Name to log in with (default: the OS user name).")
+_SIGNALING_OPTIONS = [
+    click.option("--token", envvar="RTCXFER_TOKEN", default=None, show_envvar=True,
+                 help="Access token, for a server started with one."),
+]
+# Only commands that open a peer connection (send, listen) take these.
+_CONNECTION_OPTIONS = [
+    click.option("--stun", multiple=True, metavar="URL",
+                 help="STUN server (repeatable; default: none)."),
+    click.option("--turn", multiple=True, metavar="URL",
+                 help="TURN server (repeatable; default: none)."),
+    click.option("--turn-user", default=None, help="TURN user name."),
+    click.option("--turn-password", envvar="RTCXFER_TURN_PASSWORD", default=None,
+                 show_envvar=True,
+                 help="TURN password (the variable keeps it out of `ps`)."),
+    click.option("--connect-timeout", type=click.FloatRange(min=1), default=30.0,
+                 show_default=True, metavar="SECONDS",
+                 help="Give up on reaching a peer after this long."),
+    FAST_PATH_OPTION,
+]
+_OUTPUT_OPTIONS = [
+    click.option("--json", "json_events", is_flag=True,
+                 help="One JSON event per line on stdout (docs/peer.md)."),
+    click.option("--quiet", "-q", is_flag=True, help="Print errors only."),
+    click.option("--log-level", type=LOG_LEVELS, default="warning", show_default=True),
+]
+
+
+def _apply(options: list[Callable[..., Any]], command: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def _peer_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options of a command that connects to a peer (send, listen)."""
+    return _apply([_SERVER_OPTION, _NAME_OPTION, *_SIGNALING_OPTIONS, *_CONNECTION_OPTIONS,
+                   *_OUTPUT_OPTIONS], command)
+
+
+def _server_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options of a command that only talks to the signaling server (users)."""
+    return _apply([_SERVER_OPTION, *_SIGNALING_OPTIONS, *_OUTPUT_OPTIONS], command)
 
 
 def _peer_setup(params: dict[str, Any]) -> tuple[Any, Any]:
     """ClientOptions and Output from the common options (removed from ``params``)."""
     from rtcxfer.peer.client import ClientOptions
     from rtcxfer.peer.config import IceOptions
+    from rtcxfer.peer.session import CONNECT_TIMEOUT
     from rtcxfer.progress import Output
 
     configure_logging(params.pop("log_level"))
-    _select_data_path(params.pop("fast_path"))
+    _select_data_path(params.pop("fast_path", True))
     output = Output.from_flags(json_events=params.pop("json_events"), quiet=params.pop("quiet"))
-    ice = IceOptions(stun=params.pop("stun"), turn=params.pop("turn"),
-                     turn_user=params.pop("turn_user"),
-                     turn_password=params.pop("turn_password"))
-    client = ClientOptions(server=params.pop("server"), name=params.pop("name"),
+    ice = IceOptions(stun=params.pop("stun", ()), turn=params.pop("turn", ()),
+                     turn_user=params.pop("turn_user", None),
+                     turn_password=params.pop("turn_password", None))
+    client = ClientOptions(server=params.pop("server"), name=params.pop("name", None),
                            token=params.pop("token"), ice=ice,
-                           connect_timeout=params.pop("connect_timeout"))
+                           connect_timeout=params.pop("connect_timeout", CONNECT_TIMEOUT))
     return client, output
 
 
@@ -182,7 +232,15 @@ IDLE_TIMEOUT_OPTION = click.option(
 @_peer_options
 def send(peer: str, paths: tuple[Path, ...], skip_unreadable: bool, follow_symlinks: bool,
          idle_timeout: float | None, **params: Any) -> int:
-    """Send files and folders to PEER; succeeds only when every file arrived intact."""
+    """Send files and folders to PEER; succeeds only when every file arrived intact.
+
+    \b
+    Examples:
+      rtcxfer send alice report.pdf
+      rtcxfer send alice photos/ notes.txt --server http://192.168.1.20:9090
+      rtcxfer send bob big.iso --json > events.jsonl
+    """
+
     from rtcxfer.peer.run import run_peer_command
     from rtcxfer.peer.sender import SEND_IDLE_TIMEOUT, SendOptions
     from rtcxfer.peer.sender import send as send_to_peer
@@ -214,7 +272,14 @@ def send(peer: str, paths: tuple[Path, ...], skip_unreadable: bool, follow_symli
 def listen(download_dir: Path | None, assume_yes: bool, allowed_senders: tuple[str, ...],
            overwrite: bool, allow_hidden: bool, idle_timeout: float | None,
            **params: Any) -> int:
-    """Stay online and receive files; asks before accepting unless --yes."""
+    """Stay online and receive files; asks before accepting unless --yes.
+
+    \b
+    Examples:
+      rtcxfer listen                              # ask before each transfer
+      rtcxfer listen --dir ~/inbox --from alice   # only alice's offers are considered
+      rtcxfer listen --yes --server wss://xfer.example.org --name bob
+    """
     from rtcxfer.peer.listener import (
         LISTEN_IDLE_TIMEOUT,
         Listener,
@@ -235,9 +300,15 @@ def listen(download_dir: Path | None, assume_yes: bool, allowed_senders: tuple[s
 
 
 @cli.command()
-@_peer_options
+@_server_options
 def users(**params: Any) -> int:
-    """Print the users online on the server, one per line."""
+    """Print the users online on the server, one per line.
+
+    \b
+    Examples:
+      rtcxfer users
+      rtcxfer users --server http://192.168.1.20:9090 --json
+    """
     from rtcxfer.peer.client import list_users
     from rtcxfer.peer.run import run_peer_command
     from rtcxfer.progress import OutputMode
@@ -250,6 +321,9 @@ def users(**params: Any) -> int:
     else:
         for user in online:
             click.echo(printable(user))
+        if not online and sys.stderr.isatty() and output.mode is not OutputMode.QUIET:
+            # stdout stays empty for scripts; a person is told why nothing was printed.
+            click.echo("nobody is online", err=True)
     return ExitCode.OK
 
 
@@ -264,7 +338,14 @@ def users(**params: Any) -> int:
 @click.option("--log-level", type=LOG_LEVELS, default="warning", show_default=True)
 def demo(paths: tuple[Path, ...], size_mib: int, keep: bool, fast_path: bool,
          json_events: bool, quiet: bool, log_level: str) -> int:
-    """Send a file to yourself through a private server on loopback, and verify it."""
+    """Send a file to yourself through a private server on loopback, and verify it.
+
+    \b
+    Examples:
+      rtcxfer demo                      # a generated 16 MiB file
+      rtcxfer demo --size 256           # 256 MiB
+      rtcxfer demo ~/Pictures --keep    # your own files; keep the received copy
+    """
     from rtcxfer.peer.config import IceOptions
     from rtcxfer.peer.demo import run_demo
     from rtcxfer.peer.run import run_peer_command
@@ -280,9 +361,53 @@ def demo(paths: tuple[Path, ...], size_mib: int, keep: bool, fast_path: bool,
     return ExitCode.OK
 
 
+@cli.command("config")
+@click.option("--json", "json_output", is_flag=True, help="Print the settings as one JSON object.")
+def show_config(json_output: bool) -> int:
+    """Print the effective settings and where each comes from.
+
+    Settings come from, in this order: a flag on the command line, an environment
+    variable, the config file ($XDG_CONFIG_HOME/rtcxfer/config.toml, or the file
+    RTCXFER_CONFIG names), the built-in default.
+
+    \b
+    Examples:
+      rtcxfer config
+      RTCXFER_SERVER=wss://xfer.example.org rtcxfer config --json
+    """
+    import json
+
+    from rtcxfer.settings import config_path, effective, load_file
+
+    path = config_path()
+    settings = effective(cli, load_file(path), path)
+    if json_output:
+        click.echo(json.dumps({
+            "config_file": str(path),
+            "config_file_exists": path.exists(),
+            "settings": {s.key: {"value": _jsonable(s.value), "source": s.source}
+                         for s in settings},
+        }))
+        return ExitCode.OK
+    exists = "" if path.exists() else " (none yet)"
+    click.echo(f"config file: {printable(path)}{exists}")
+    width = max(len(s.key) for s in settings)
+    for setting in settings:
+        value = "(none)" if setting.value in (None, [], ()) else setting.value
+        click.echo(f"{setting.key:<{width}}  {printable(value)}  [{setting.source}]")
+    return ExitCode.OK
+
+
+def _jsonable(value: Any) -> Any:
+    return str(value) if isinstance(value, Path) else value
+
+
 def main() -> None:
+    from rtcxfer.settings import config_path, default_map, load_file
+
     try:
-        result = cli.main(standalone_mode=False)
+        defaults = default_map(cli, load_file(config_path()))
+        result = cli.main(standalone_mode=False, default_map=defaults)
     except RtcxferError as error:
         text = str(error)
         # A multi-line message (the list of paths send skipped) escapes each of its

@@ -48,7 +48,8 @@ async def send(peer: str, paths: Sequence[Path], options: ClientOptions,
         if peer == signaling.name:
             raise RtcxferError(f"cannot send to yourself ({peer}); name the receiver")
         if peer not in signaling.users:
-            raise PeerOffline(f"{peer} is not online on {options.server}")
+            raise PeerOffline(not_online_message(peer, options.server, signaling.users,
+                                                 me=signaling.name))
         session = PeerSession(signaling, peer, new_session_id(), configuration,
                               role=Role.OFFERER, connect_timeout=options.connect_timeout)
         _watch_peer(session)
@@ -99,3 +100,30 @@ def _watch_peer(session: PeerSession) -> None:
 
     signaling.on_server_error = on_server_error
     signaling.on_presence = on_presence
+
+
+SUGGESTIONS = 3
+LISTED_WHEN_NO_MATCH = 5
+
+
+def not_online_message(peer: str, server: str, users: list[str], *, me: str) -> str:
+    """"bob is not online on ws://…" with who is: the closest names, or a few others."""
+    import difflib
+
+    from rtcxfer.peer.client import is_users_probe
+    from rtcxfer.text import printable
+
+    others = [user for user in users if user != me and not is_users_probe(user)]
+    text = f"{printable(peer)} is not online on {printable(server)}"
+    close = difflib.get_close_matches(peer, others, n=SUGGESTIONS, cutoff=0.6)
+    if not close:
+        lowered = peer.casefold()
+        close = [user for user in others if user.casefold() == lowered][:SUGGESTIONS]
+    if close:
+        return text + "; did you mean " + " or ".join(printable(u) for u in close) + "?"
+    if not others:
+        return text + "; nobody else is online"
+    shown = ", ".join(printable(user) for user in others[:LISTED_WHEN_NO_MATCH])
+    more = len(others) - LISTED_WHEN_NO_MATCH
+    return (text + f"; online: {shown}" + (f" and {more} more" if more > 0 else "")
+            + " (rtcxfer users lists everyone)")

@@ -14,6 +14,7 @@ import contextlib
 import ipaddress
 import json
 import logging
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from rtcxfer.errors import LoginRefused, NameTaken, ServerUnreachable
+from rtcxfer.peer.serverurl import TLS_HINT
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +33,8 @@ LOGIN_TIMEOUT = 10.0
 # The server sends userlist right after a successful login; a server that
 # does not is still usable, with an empty list until updata messages arrive.
 USERLIST_GRACE = 2.0
+# After a failed wss:// handshake: how long to try the same address without TLS.
+PLAIN_PROBE_TIMEOUT = 5.0
 NEGOTIATION_TYPES = frozenset({"offer", "answer", "candidate", "leave"})
 NO_SESSION = ""
 
@@ -76,7 +80,19 @@ class SignalingClient:
             )
         except InvalidURI as error:
             raise ServerUnreachable(f"{self.url} is not a ws:// or wss:// URL") from error
+        except ssl.SSLCertVerificationError as error:
+            raise ServerUnreachable(
+                f"the TLS certificate of {self.url} is not trusted "
+                f"({error.verify_message or error.reason}); {TLS_HINT}"
+            ) from error
         except (OSError, InvalidHandshake, TimeoutError) as error:
+            if self.url.startswith("wss://") and not isinstance(
+                error, ConnectionRefusedError | TimeoutError
+            ) and await _speaks_plain_websocket(_plain(self.url)):
+                raise ServerUnreachable(
+                    f"cannot reach the signaling server at {self.url}: this server does not "
+                    f"speak TLS (it answers on {_plain(self.url)})"
+                ) from error
             raise ServerUnreachable(
                 f"cannot reach the signaling server at {self.url} ({_describe(error)})"
             ) from error
@@ -282,6 +298,22 @@ def _proxy_settings(url: str) -> dict[str, Any]:
     except ValueError:
         local = False
     return {"proxy": None} if local else {}
+
+
+async def _speaks_plain_websocket(url: str) -> bool:
+    """Whether ``url`` (a ws:// URL) accepts a WebSocket: told apart from a TLS failure."""
+    try:
+        async with asyncio.timeout(PLAIN_PROBE_TIMEOUT):
+            websocket = await connect(url, open_timeout=PLAIN_PROBE_TIMEOUT,
+                                      **_proxy_settings(url))
+            await websocket.close()
+    except (OSError, InvalidHandshake, InvalidURI, TimeoutError):
+        return False
+    return True
+
+
+def _plain(url: str) -> str:
+    return "ws://" + url.removeprefix("wss://") if url.startswith("wss://") else url
 
 
 def _means_taken(reason: str) -> bool:

@@ -251,7 +251,9 @@ class _Sender:
                         busy = PeerBusy(f"the receiver is busy, try again later ({reason})")
                         busy.reason = reason
                         raise busy
-                    raise PeerDeclined(f"the receiver declined: {reason}")
+                    # A reason that says "declined" itself is not wrapped in another one.
+                    raise PeerDeclined(reason if "declin" in reason.lower()
+                                       else f"the receiver declined: {reason}")
                 case Finished(failures):
                     if failures:
                         raise TransferFailed(self._describe_failures(failures))

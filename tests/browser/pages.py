@@ -115,9 +115,19 @@ class PeerFactory:
         self.contexts: list[BrowserContext] = []
         self.peers: list[BrowserPeer] = []
 
-    def open(self, name: str | None = None) -> BrowserPeer:
-        """A page on the server's own origin, logged in as ``name`` when given."""
-        context = self.browser.new_context(accept_downloads=True)
+    def open(self, name: str | None = None, *,
+             viewport: tuple[int, int] | None = None) -> BrowserPeer:
+        """A page on the server's own origin, logged in as ``name`` when given.
+
+        ``viewport`` (width, height in CSS pixels) emulates a phone's screen.
+        """
+        if viewport is None:
+            context = self.browser.new_context(accept_downloads=True)
+        else:
+            width, height = viewport
+            context = self.browser.new_context(
+                accept_downloads=True, viewport={"width": width, "height": height},
+                is_mobile=True, has_touch=True, device_scale_factor=2)
         self.contexts.append(context)
         page = context.new_page()
         page.set_default_timeout(UI_TIMEOUT_MS)

@@ -63,4 +63,5 @@ def test_terminal_prompt(tmp_path: Path, terminal_listener: tuple[subprocess.Pop
         assert (tmp_path / "in" / "f.txt").read_text() == "hello"
     else:
         assert "declined by the receiver" in sender.stderr
+        assert sender.stderr.count("declin") == 1, sender.stderr  # said once, not twice
         assert not (tmp_path / "in" / "f.txt").exists()

@@ -456,8 +456,13 @@ async function onRemoteOffer(message) {
   const signaling = state.signaling;
   const peer = message.name;
   const sessionId = sessionOf(message);
-  if (signaling === null || state.sessions.has(sessionKey(peer, sessionId))) {
+  const previous = state.sessions.get(sessionKey(peer, sessionId));
+  if (signaling === null || (previous !== undefined && !previous.finishing)) {
     return;
+  }
+  if (previous !== undefined) {
+    // The peer started over while the last connection was winding down.
+    previous.close(CloseReason.PEER_LEFT);
   }
   if (!isDescription(message.offer, "offer")) {
     log(`ignored a malformed offer from ${peer}`, "error");
@@ -491,8 +496,15 @@ async function onRemoteOffer(message) {
     setStatus(text, "error");
   } finally {
     // The sender closes first; give our last frames (ack, done, decline) time to leave.
-    setTimeout(() => session.close(), 2000);
-    state.sessions.delete(session.key);
+    // The session stays known meanwhile, so that the sender's `leave` finds it and we
+    // do not relay a `leave` of our own to someone who already went offline.
+    session.finishing = true;
+    setTimeout(() => {
+      session.close();
+      if (state.sessions.get(session.key) === session) {
+        state.sessions.delete(session.key);
+      }
+    }, 2000);
   }
 }
 

@@ -53,6 +53,8 @@ export class PeerSession {
     this.role = role;
     this.key = sessionKey(peer, session);
     this.closed = false;
+    // Set by the app once the transfer ended and the connection only winds down.
+    this.finishing = false;
     this.closeReason = null;
     this.connected = false;
     this.remoteDescriptionSet = false;
