@@ -13,6 +13,7 @@ import click
 
 from rtcxfer import __version__
 from rtcxfer.errors import ExitCode, RtcxferError
+from rtcxfer.text import printable
 
 LOG_LEVELS = click.Choice(["debug", "info", "warning", "error"], case_sensitive=False)
 RATE_BURST_SECONDS = 5
@@ -154,14 +155,26 @@ def _peer_setup(params: dict[str, Any]) -> tuple[Any, Any]:
 @cli.command()
 @click.argument("peer")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--confirm-code", "confirm_code", is_flag=True,
+              help="Show the verification code and send nothing until you confirm that "
+                   "the receiver sees the same code.")
 @_peer_options
-def send(peer: str, paths: tuple[Path, ...], **params: Any) -> int:
+def send(peer: str, paths: tuple[Path, ...], confirm_code: bool, **params: Any) -> int:
     """Send files and folders to PEER; succeeds only when every file arrived intact."""
+    from rtcxfer.peer.listener import ask_on_terminal
     from rtcxfer.peer.run import run_peer_command
     from rtcxfer.peer.sender import send as send_to_peer
 
+    if confirm_code and not sys.stdin.isatty():
+        raise click.UsageError("--confirm-code asks on the terminal: stdin is not one")
     client, output = _peer_setup(params)
-    run_peer_command(lambda: send_to_peer(peer, paths, client, output), output)
+
+    async def confirm(code: str) -> bool:
+        return await ask_on_terminal(
+            f"Does {printable(peer)} see the verification code {code}?")
+
+    run_peer_command(lambda: send_to_peer(peer, paths, client, output,
+                                          confirm=confirm if confirm_code else None), output)
     return ExitCode.OK
 
 
@@ -232,6 +245,87 @@ def demo(paths: tuple[Path, ...], size_mib: int, keep: bool, fast_path: bool,
         lambda: run_demo(paths, size_mib=size_mib, keep=keep, ice=IceOptions(), output=output),
         output,
     )
+    return ExitCode.OK
+
+
+# -- trust: pinned peer identities (docs/security.md) ---------------------------
+
+
+@cli.group()
+def trust() -> None:
+    """Pinned peer identities: list, forget or add them."""
+
+
+@trust.command("list")
+@click.option("--json", "json_out", is_flag=True, help="One JSON object per pin.")
+def trust_list(json_out: bool) -> int:
+    """Print every pinned peer: SERVER, ROOM, NAME, FINGERPRINT (tab-separated)."""
+    import json
+
+    from rtcxfer.peer.identity import config_dir
+    from rtcxfer.peer.trust import TrustStore
+
+    for pin in TrustStore(config_dir()).pins():
+        if json_out:
+            click.echo(json.dumps({"server": pin.server, "room": pin.room, "name": pin.name,
+                                   "fingerprint": pin.fingerprint, "added": pin.added}))
+        else:
+            click.echo("\t".join((printable(pin.server), printable(pin.room) or "-",
+                                  printable(pin.name), pin.fingerprint)))
+    return ExitCode.OK
+
+
+@trust.command("forget")
+@click.argument("name")
+@click.option("--server", default=None, help="Only the pin on this server (default: all).")
+@click.option("--room", default=None, help="Only the pin in this room (with --server).")
+def trust_forget(name: str, server: str | None, room: str | None) -> int:
+    """Forget NAME's pinned identity: the next transfer pins it anew."""
+    from rtcxfer.peer.identity import config_dir
+    from rtcxfer.peer.trust import TrustStore, scope_of
+
+    if room is not None and server is None:
+        raise click.UsageError("--room needs --server")
+    scope = scope_of(server, room) if server is not None else None
+    gone = TrustStore(config_dir()).forget(name, scope)
+    if not gone:
+        raise RtcxferError(f"{printable(name)} is not pinned"
+                           + (f" on {printable(server)}" if server else ""))
+    for pin in gone:
+        click.echo(f"forgot {printable(pin.name)} on {printable(pin.server)}"
+                   + (f" room {printable(pin.room)}" if pin.room else "")
+                   + f" ({pin.fingerprint})")
+    return ExitCode.OK
+
+
+@trust.command("add")
+@click.argument("name")
+@click.argument("fingerprint")
+@click.option("--server", envvar="RTCXFER_SERVER", default="ws://127.0.0.1:9090",
+              show_default=True, show_envvar=True, help="Signaling server URL.")
+@click.option("--room", default="", help="Room on the server (default: none).")
+def trust_add(name: str, fingerprint: str, server: str, room: str) -> int:
+    """Pin NAME to FINGERPRINT (SHA-256, as `rtcxfer trust self` prints it)."""
+    from rtcxfer.peer.identity import config_dir
+    from rtcxfer.peer.trust import TrustStore, normalise_fingerprint, scope_of
+
+    try:
+        value = normalise_fingerprint(fingerprint)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="FINGERPRINT") from None
+    scope = scope_of(server, room)
+    old = TrustStore(config_dir()).add(scope, name, value)
+    click.echo(f"pinned {printable(name)} on {printable(scope.server)}: {value}"
+               + (f" (was {old.fingerprint})" if old and old.fingerprint != value else ""))
+    return ExitCode.OK
+
+
+@trust.command("self")
+def trust_self() -> int:
+    """Print this user's own fingerprint (what peers pin), creating the identity if needed."""
+    from rtcxfer.peer.identity import load_or_create
+
+    click.echo(load_or_create().fingerprint)
     return ExitCode.OK
 
 

@@ -21,12 +21,21 @@ from typing import Any
 
 from aiortc import RTCDataChannel
 
-from rtcxfer.errors import LoginRefused, RtcxferError, ServerUnreachable, TransferFailed
+from rtcxfer.errors import (
+    IdentityChanged,
+    LoginRefused,
+    RtcxferError,
+    ServerUnreachable,
+    TransferFailed,
+)
 from rtcxfer.peer.client import ClientOptions, is_users_probe, log_in
 from rtcxfer.peer.config import rtc_configuration
+from rtcxfer.peer.identity import config_dir, load_or_create, peer_fingerprint
 from rtcxfer.peer.session import DATA_CHANNEL_LABEL, PeerSession, Role
 from rtcxfer.peer.signaling import Signal, SignalingClient
+from rtcxfer.peer.trust import TrustStore, scope_of
 from rtcxfer.progress import Output, count, format_size
+from rtcxfer.text import printable
 from rtcxfer.transfer import IncomingOffer, TransferReport, receive_files
 
 logger = logging.getLogger(__name__)
@@ -66,6 +75,10 @@ class Listener:
         self.output = output
         self.ask = ask or ask_on_terminal
         self.configuration = rtc_configuration(client.ice)
+        self.identity = load_or_create()
+        self.trust = TrustStore(config_dir())
+        # The room of the server's room extension, when ClientOptions grows one.
+        self.scope = scope_of(client.server, getattr(client, "room", None))
         self.signaling: SignalingClient | None = None
         self._transfers: set[asyncio.Task[None]] = set()
         self._sessions: set[PeerSession] = set()
@@ -82,6 +95,7 @@ class Listener:
                 f"cannot use {self.options.download_dir} as the download folder: "
                 f"{error.strerror or error}"
             ) from error
+        self._say_whom_we_accept()
         await self._log_in()
         self.ready.set()
         try:
@@ -94,6 +108,22 @@ class Listener:
                 await self._reconnect()
         finally:
             await self.shutdown()
+
+    def _say_whom_we_accept(self) -> None:
+        allowed = sorted(self.options.allowed_senders)
+        if self.options.assume_yes and not allowed:
+            self.output.report(
+                "accepting_anyone",
+                "accepting files from anyone (--yes without --from); a pinned name must "
+                "still present its pinned identity", fingerprint=self.identity.fingerprint)
+        for name in allowed:
+            pin = self.trust.lookup(self.scope, name)
+            if pin is None:
+                self.output.say(f"{printable(name)} is not pinned yet: the first completed "
+                                "transfer from that name pins its identity")
+            else:
+                self.output.say(f"accepting {printable(name)} only with identity "
+                                f"{pin.fingerprint}")
 
     async def _log_in(self) -> None:
         signaling = await log_in(self.client, self.output)
@@ -136,7 +166,8 @@ class Listener:
             return
         session = PeerSession(self.signaling, signal.peer, signal.session,
                               self.configuration, role=Role.ANSWERER,
-                              connect_timeout=self.client.connect_timeout)
+                              connect_timeout=self.client.connect_timeout,
+                              identity=self.identity)
         receiving: asyncio.Future[asyncio.Task[TransferReport]] = (
             asyncio.get_running_loop().create_future()
         )
@@ -174,6 +205,10 @@ class Listener:
                      receiving: asyncio.Future[asyncio.Task[TransferReport]]) -> None:
         try:
             await session.wait_connected()
+            code = session.verification_code
+            self.output.report("peer_connected",
+                               f"{printable(session.peer)} connected; verification code {code}",
+                               peer=session.peer, session=session.session_id, code=code)
             try:
                 transfer = await session.until(
                     asyncio.wait_for(receiving, self.client.connect_timeout))
@@ -184,6 +219,12 @@ class Listener:
             report = await session.until(transfer, grace=FINISHING_GRACE_SECONDS)
             await self._let_sender_hang_up(session)
             if report.ok:
+                fingerprint = peer_fingerprint(session.pc)
+                if self.trust.pin(self.scope, session.peer, fingerprint):
+                    self.output.report(
+                        "pinned",
+                        f"pinned the identity of {printable(session.peer)}: {fingerprint}",
+                        peer=session.peer, fingerprint=fingerprint)
                 self.output.summary(report, peer=session.peer, session=session.session_id,
                                     direction="receive")
         except RtcxferError as error:
@@ -215,6 +256,16 @@ class Listener:
     async def _decide(self, session: PeerSession, offer: IncomingOffer) -> str | None:
         peer = session.peer
         allowed = self.options.allowed_senders
+        try:
+            self.trust.check(self.scope, peer, peer_fingerprint(session.pc),
+                             nothing="nothing was received")
+        except IdentityChanged as error:
+            self.output.report("identity_changed", str(error), peer=peer,
+                               session=session.session_id, message=str(error))
+            reason = f"the receiver has another identity pinned for {peer}"
+            self.output.report("declined", f"declined {printable(peer)}: {reason}",
+                               peer=peer, session=session.session_id, reason=reason)
+            return reason
         if allowed and peer not in allowed:
             reason = f"not accepting files from {peer}"
         else:
