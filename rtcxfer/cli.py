@@ -154,17 +154,36 @@ def _peer_setup(params: dict[str, Any]) -> tuple[Any, Any]:
 
 @cli.command()
 @click.argument("peer")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--confirm-code", "confirm_code", is_flag=True,
               help="Show the verification code and send nothing until you confirm that "
                    "the receiver sees the same code.")
+@click.option("--code", "use_code", is_flag=True,
+              help="No receiver name: print a one-time code (like 7-guitar-orbit) for "
+                   "`rtcxfer receive CODE` on the other side; then PEER is a path too.")
 @_peer_options
-def send(peer: str, paths: tuple[Path, ...], confirm_code: bool, **params: Any) -> int:
-    """Send files and folders to PEER; succeeds only when every file arrived intact."""
+def send(peer: str, paths: tuple[Path, ...], confirm_code: bool, use_code: bool,
+         **params: Any) -> int:
+    """Send files and folders to PEER; succeeds only when every file arrived intact.
+
+    With --code: `rtcxfer send --code PATH...`.
+    """
     from rtcxfer.peer.listener import ask_on_terminal
     from rtcxfer.peer.run import run_peer_command
     from rtcxfer.peer.sender import send as send_to_peer
 
+    if use_code:
+        if confirm_code:
+            raise click.UsageError("--code already proves who is at the other end; "
+                                   "--confirm-code is for named peers")
+        from rtcxfer.peer.code import send_with_code
+
+        client, output = _peer_setup(params)
+        everything = (Path(peer), *paths)
+        run_peer_command(lambda: send_with_code(everything, client, output), output)
+        return ExitCode.OK
+    if not paths:
+        raise click.UsageError("Missing argument 'PATHS...'.")
     if confirm_code and not sys.stdin.isatty():
         raise click.UsageError("--confirm-code asks on the terminal: stdin is not one")
     client, output = _peer_setup(params)
@@ -200,6 +219,29 @@ def listen(download_dir: Path, assume_yes: bool, allowed_senders: tuple[str, ...
     listener = Listener(client, options, output)
     stopped = run_peer_command(listener.run, output, exit_codes={signal.SIGTERM: ExitCode.OK})
     return stopped if isinstance(stopped, ExitCode) else ExitCode.OK
+
+
+@cli.command()
+@click.argument("code")
+@click.option("--dir", "download_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("."), show_default=True, help="Where received files go.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace existing files instead of saving as 'name (1).ext'.")
+@_peer_options
+def receive(code: str, download_dir: Path, overwrite: bool, **params: Any) -> int:
+    """Receive the files of `rtcxfer send --code`, given its CODE (like 7-guitar-orbit)."""
+    from rtcxfer.peer.code import receive_with_code
+    from rtcxfer.peer.run import run_peer_command
+    from rtcxfer.protocol.code import InvalidCode, parse_code
+
+    try:
+        parsed = parse_code(code)
+    except InvalidCode as error:
+        raise click.BadParameter(str(error), param_hint="CODE") from None
+    client, output = _peer_setup(params)
+    run_peer_command(lambda: receive_with_code(parsed, download_dir, client, output,
+                                               overwrite=overwrite), output)
+    return ExitCode.OK
 
 
 @cli.command()
