@@ -215,7 +215,7 @@ async def send_with_code(paths: Sequence[Path], options: ClientOptions,
         output.say("connecting to the receiver…")
         data_channel = await session.open_channel()
         await _prove(session, channel, key, SENDER, identity, options.connect_timeout)
-        output.report("verified", "the receiver knows the code; sending",
+        output.report("code_verified", "the receiver knows the code; sending",
                       session=session.session_id)
         label = f"code {code}"
         try:
@@ -313,7 +313,7 @@ async def receive_with_code(code: Code, download_dir: Path, options: ClientOptio
         await session.wait_connected()
         await _prove(session, channel, key, RECEIVER, identity, options.connect_timeout)
         verified.set_result(None)
-        output.report("verified", "the sender knows the code; receiving", session=sid)
+        output.report("code_verified", "the sender knows the code; receiving", session=sid)
         try:
             transfer = await session.until(
                 asyncio.wait_for(receiving, options.connect_timeout))

@@ -121,7 +121,7 @@ def test_send_and_receive_with_a_code(server: str, tmp_path: Path, payload: Path
     assert receiver.wait(WAIT) == 0, receiver.stderr
     assert sender.wait(WAIT) == 0, sender.stderr
     assert (inbox / payload.name).read_bytes() == payload.read_bytes()
-    assert json_events(sender, "verified") and json_events(receiver, "verified")
+    assert json_events(sender, "code_verified") and json_events(receiver, "code_verified")
 
 
 def test_a_wrong_code_fails_both_sides_and_burns_the_code(
