@@ -5,7 +5,8 @@
 // module only wires them to the DOM and turns every failure into a message.
 
 import { defaultSignalingUrl, SignalingClient } from "./signaling.js";
-import { CloseReason, newSessionId, PeerSession, sessionKey } from "./session.js";
+import { CloseReason, newSessionId, PeerSession, sessionKey, useCertificate } from "./session.js";
+import { pageCertificate } from "./identity.js";
 import { FileReceiver, FileSender, PeerDeclined, unsafeNameReason } from "./transfer.js";
 
 const NAME_STORAGE_KEY = "rtcxfer.name";
@@ -728,7 +729,10 @@ function start() {
     setStatus("this browser has no WebRTC data channels: rtcxfer cannot work here", "error");
     ui.loginButton.disabled = true;
   }
-  document.body.dataset.ready = "true";
+  // Ready once the lasting certificate is loaded (or known to be unavailable).
+  pageCertificate().then(useCertificate).finally(() => {
+    document.body.dataset.ready = "true";
+  });
 }
 
 start();
