@@ -25,6 +25,7 @@ from pathlib import Path
 
 from aiortc import RTCDataChannel
 from spake2 import SPAKE2_A, SPAKE2_B
+from spake2.ed25519_basic import NotOnCurve
 from spake2.spake2 import SPAKEError
 
 from rtcxfer.errors import (
@@ -73,6 +74,7 @@ from rtcxfer.transfer import (
 
 logger = logging.getLogger(__name__)
 
+PAKE_MESSAGE_BYTES = 33  # side byte + Ed25519 point
 CLAIM_ATTEMPTS = 20  # numbers tried per range before moving to larger numbers
 
 
@@ -131,9 +133,12 @@ async def _prove(session: PeerSession, channel: CodeChannel, key: bytes, role: s
 
 
 def _finish(spake: SPAKE2_A | SPAKE2_B, message: bytes) -> bytes:
+    if len(message) != PAKE_MESSAGE_BYTES:
+        raise CodeMismatch(WRONG_OR_TAMPERED)
     try:
         return spake.finish(message)
-    except SPAKEError:
+    except (SPAKEError, ValueError, AssertionError, NotOnCurve):
+        # python-spake2 rejects a bad point with ValueError or NotOnCurve.
         raise CodeMismatch(WRONG_OR_TAMPERED) from None
 
 
