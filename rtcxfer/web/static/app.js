@@ -7,6 +7,8 @@
 import { defaultSignalingUrl, SignalingClient } from "./signaling.js";
 import { CloseReason, newSessionId, PeerSession, sessionKey, useCertificate } from "./session.js";
 import { pageCertificate } from "./identity.js";
+import { isCodeName } from "./codemode.js";
+import "./codeui.js";
 import { FileReceiver, FileSender, PeerDeclined, unsafeNameReason } from "./transfer.js";
 
 const NAME_STORAGE_KEY = "rtcxfer.name";
@@ -227,7 +229,8 @@ function wireSignaling(signaling) {
 
 function renderUsers(users) {
   const me = state.signaling === null ? null : state.signaling.name;
-  const others = users.filter((name) => name !== me);
+  // Code mode's one-time logins are nobody to pick (docs/protocol.md, "Code mode").
+  const others = users.filter((name) => name !== me && !isCodeName(name));
   ui.userList.replaceChildren(
     ...others.map((name) => {
       const item = document.createElement("li");
