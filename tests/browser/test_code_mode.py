@@ -95,3 +95,11 @@ def test_a_wrong_code_typed_into_the_page_fails_both(peers: PeerFactory,
     assert WRONG in wait_for_code_status(page.page, "error")
     assert sender.wait(CLI_TIMEOUT) == ExitCode.AUTHENTICATION_FAILED, sender.stderr
     assert page.page.locator("#code-received li").count() == 0
+
+
+def test_a_code_nobody_holds(peers: PeerFactory) -> None:
+    page = peers.open()
+    page.page.fill("#code-input", "98765-guitar-orbit")
+    page.page.click("#code-receive-button")
+    assert "nobody is waiting for code 98765-guitar-orbit" in wait_for_code_status(page.page,
+                                                                                  "error")
