@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -195,3 +196,48 @@ def test_code_mode_detects_a_server_in_the_middle(tmp_path: Path, payload: Path,
         assert contents(inbox) == []
     finally:
         mitm.stop()
+
+
+CLAIMANT = """
+import asyncio, sys
+from spake2 import SPAKE2_B
+from rtcxfer.peer.signaling import SignalingClient
+from rtcxfer.protocol.code import (SPAKE2_ID_RECEIVER, SPAKE2_ID_SENDER, parse_code,
+                                   pake_message, receiver_name)
+
+async def main():
+    code = parse_code(sys.argv[2])
+    client = SignalingClient(sys.argv[1], receiver_name())
+    await client.connect()
+    spake = SPAKE2_B(code.password, idA=SPAKE2_ID_SENDER, idB=SPAKE2_ID_RECEIVER)
+    await client.send_candidate(code.sender_name, "code-00112233aabbccdd",
+                                pake_message(spake.start()))
+    print("claimed", flush=True)
+    await asyncio.sleep(120)  # holds the code, never connects
+
+asyncio.run(main())
+"""
+
+
+def test_a_second_claimant_of_a_code_is_turned_away(server: str, tmp_path: Path,
+                                                    payload: Path,
+                                                    processes: list[CliProcess]) -> None:
+    process = CliProcess(["send", "--server", server, "--json", "--connect-timeout", "3",
+                          "--code", str(payload)])
+    processes.append(process)
+    code = wait_for_event(process, "code", timeout=WAIT)["code"]
+    claimant = subprocess.Popen([sys.executable, "-c", CLAIMANT, server, code],
+                                stdout=subprocess.PIPE, text=True, env=cli_env(),
+                                start_new_session=True)
+    try:
+        assert claimant.stdout is not None and claimant.stdout.readline().strip() == "claimed"
+        late = receive(processes, server, code, tmp_path / "late")
+        assert late.wait(WAIT) == 9, late.stderr
+        assert WRONG in late.stderr
+        assert contents(tmp_path / "late") == []
+        # The first claimant never connected: the sender gives up; nothing was sent.
+        assert process.wait(WAIT) == 7, process.stderr  # no path to the silent claimant
+        assert json_events(process, "file_started") == []
+    finally:
+        claimant.kill()
+        claimant.wait(10)
