@@ -69,14 +69,14 @@ Ask = Callable[[str], Awaitable[bool]]
 
 class Listener:
     def __init__(self, client: ClientOptions, options: ListenOptions, output: Output,
-                 *, ask: Ask | None = None) -> None:
+                 *, ask: Ask | None = None, trust: TrustStore | None = None) -> None:
         self.client = client
         self.options = options
         self.output = output
         self.ask = ask or ask_on_terminal
         self.configuration = rtc_configuration(client.ice)
         self.identity = load_or_create()
-        self.trust = TrustStore(config_dir())
+        self.trust = trust or TrustStore(config_dir())
         # The room of the server's room extension, when ClientOptions grows one.
         self.scope = scope_of(client.server, getattr(client, "room", None))
         self.signaling: SignalingClient | None = None
@@ -263,7 +263,7 @@ class Listener:
             self.output.report("identity_changed", str(error), peer=peer,
                                session=session.session_id, message=str(error))
             reason = f"the receiver has another identity pinned for {peer}"
-            self.output.report("declined", f"declined {printable(peer)}: {reason}",
+            self.output.report("declined", f"declined {printable(peer)}: {printable(reason)}",
                                peer=peer, session=session.session_id, reason=reason)
             return reason
         if allowed and peer not in allowed:

@@ -20,17 +20,19 @@ Confirm = Callable[[str], Awaitable[bool]]
 
 
 async def send(peer: str, paths: Sequence[Path], options: ClientOptions,
-               output: Output, *, confirm: Confirm | None = None) -> TransferReport:
+               output: Output, *, confirm: Confirm | None = None,
+               trust: TrustStore | None = None) -> TransferReport:
     """Send ``paths`` to ``peer``; return only when every file was acked with its sha256.
 
     The peer's certificate is checked against its pin before anything is sent,
     and pinned once the transfer completed (docs/security.md). ``confirm``
     (``--confirm-code``) is asked whether the receiver sees the same
-    verification code; nothing is sent unless it says yes.
+    verification code; nothing is sent unless it says yes. ``trust``: another
+    pin store than the user's (``demo`` keeps its pins in its temporary folder).
     """
     configuration = rtc_configuration(options.ice)
     identity = load_or_create()
-    trust = TrustStore(config_dir())
+    trust = trust or TrustStore(config_dir())
     # The room of the server's room extension, when ClientOptions grows one.
     scope = scope_of(options.server, getattr(options, "room", None))
     sources = await asyncio.to_thread(collect_sources, paths)
