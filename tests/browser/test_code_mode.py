@@ -103,3 +103,33 @@ def test_a_code_nobody_holds(peers: PeerFactory) -> None:
     page.page.click("#code-receive-button")
     assert "nobody is waiting for code 98765-guitar-orbit" in wait_for_code_status(page.page,
                                                                                   "error")
+
+
+def test_the_page_detects_a_server_in_the_middle(browser, cli_processes: list[CliProcess],  # type: ignore[no-untyped-def]
+                                                 tmp_path: Path) -> None:
+    """The page checks the certificate the sender really presented (getRemoteCertificates)."""
+    from security.mitm import MitmServer
+
+    mitm = MitmServer()
+    mitm.attack = True
+    mitm.start()
+    context = browser.new_context()
+    try:
+        (tmp_path / "f.bin").write_bytes(b"THE-SECRET-MARKER" + os.urandom(10_000))
+        sender = CliProcess(["send", "--server", mitm.url, "--json", "--code",
+                             str(tmp_path / "f.bin")])
+        cli_processes.append(sender)
+        code = wait_for_event(sender, "code", timeout=CLI_TIMEOUT)["code"]
+        page = context.new_page()
+        page.goto(mitm.page_url)
+        page.wait_for_selector("body[data-ready]")
+        page.fill("#code-input", code)
+        page.click("#code-receive-button")
+        assert WRONG in wait_for_code_status(page, "error")
+        assert sender.wait(CLI_TIMEOUT) == ExitCode.AUTHENTICATION_FAILED, sender.stderr
+        assert mitm.history, "the server did not even try"
+        assert b"THE-SECRET-MARKER" not in mitm.data_seen()
+        assert page.locator("#code-received li").count() == 0
+    finally:
+        context.close()
+        mitm.stop()

@@ -22,13 +22,17 @@ import contextlib
 import json
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
 
+import rtcxfer.web
 from rtcxfer.peer import loopback
+from rtcxfer.server.http import StaticFiles, is_websocket_upgrade
 
 
 @dataclass
@@ -50,6 +54,8 @@ class MitmServer:
         self.interceptions: dict[tuple[str, str, str | None], Interception] = {}
         self.history: list[Interception] = []  # every interception, ended ones too
         self.url = ""
+        self.page_url = ""
+        self._static = StaticFiles(Path(rtcxfer.web.__file__).parent / "static")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stop: asyncio.Event | None = None
@@ -80,14 +86,22 @@ class MitmServer:
         loopback.install()
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        async with serve(self._handle, "127.0.0.1", 0, max_size=2**20) as server:
+        async with serve(self._handle, "127.0.0.1", 0, max_size=2**20,
+                         process_request=self._page) as server:
             port = next(iter(server.sockets)).getsockname()[1]
             self.url = f"ws://127.0.0.1:{port}"
+            self.page_url = f"http://127.0.0.1:{port}/"
             self._ready.set()
             await self._stop.wait()
         for interception in list(self.interceptions.values()):
             await interception.towards_offerer.close()
             await interception.towards_answerer.close()
+
+    async def _page(self, connection: ServerConnection, request: Request) -> Response | None:
+        """The real page, so that a browser can be put behind this server too."""
+        if is_websocket_upgrade(request):
+            return None
+        return await self._static.respond(request)
 
     # -- signaling ------------------------------------------------------------
 
