@@ -241,3 +241,40 @@ def test_a_second_claimant_of_a_code_is_turned_away(server: str, tmp_path: Path,
     finally:
         claimant.kill()
         claimant.wait(10)
+
+
+def test_the_server_lists_no_code_names(server: str) -> None:
+    """userlist and updata leave rtcxfer-code-… names out; relaying to them still works."""
+    import contextlib
+    import json
+
+    from websockets.sync.client import connect
+
+    with contextlib.ExitStack() as sockets:
+
+        def log_in(name: str):  # type: ignore[no-untyped-def]
+            socket = sockets.enter_context(connect(server))
+            socket.send(json.dumps({"type": "login", "name": name}))
+            assert json.loads(socket.recv(10))["success"] is True
+            return socket, json.loads(socket.recv(10))["users"]
+
+        bob, _ = log_in("bob")
+        code_user, code_list = log_in("rtcxfer-code-42")
+        assert code_list == ["bob", "rtcxfer-code-42"]  # a code user sees itself
+        carol, carol_list = log_in("carol")
+        assert carol_list == ["bob", "carol"]
+        # bob hears of carol, never of the code user (its login came first).
+        assert json.loads(bob.recv(10)) == {"type": "updata", "action": "login", "name": "carol"}
+        carol.send(json.dumps({"type": "candidate", "name": "carol",
+                               "othername": "rtcxfer-code-42",
+                               "candidate": {"rtcxfer-code": "pake", "pake": "00"},
+                               "session": "code-1"}))
+        # (the code user itself still hears of others: carol's login)
+        assert json.loads(code_user.recv(10))["type"] == "updata"
+        relayed = json.loads(code_user.recv(10))
+        assert (relayed["type"], relayed["name"], relayed["session"]) == ("candidate", "carol",
+                                                                           "code-1")
+        code_user.close()
+        carol.close()
+        assert json.loads(bob.recv(10)) == {"type": "updata", "action": "offline",
+                                            "name": "carol"}
