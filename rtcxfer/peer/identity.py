@@ -39,8 +39,13 @@ VALIDITY = datetime.timedelta(days=3650)
 def config_dir() -> Path:
     """``$XDG_CONFIG_HOME/rtcxfer``, or ``~/.config/rtcxfer``."""
     base = os.environ.get("XDG_CONFIG_HOME") or ""
-    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".config"
-    return root / "rtcxfer"
+    if base and Path(base).is_absolute():
+        return Path(base) / "rtcxfer"
+    try:
+        return Path.home() / ".config" / "rtcxfer"
+    except RuntimeError:  # no HOME and no password entry
+        raise RtcxferError("cannot find a home folder for rtcxfer's identity; "
+                           "set XDG_CONFIG_HOME") from None
 
 
 def ensure_config_dir() -> Path:
