@@ -34,6 +34,11 @@ IDENTITY_FILE = "identity.pem"
 # transfers. Nothing checks the validity period of a WebRTC certificate's peer
 # (only its fingerprint), so a long one costs nothing.
 VALIDITY = datetime.timedelta(days=3650)
+# A certificate valid this long is a lasting identity, worth pinning. aiortc and
+# browsers make a fresh 30-day certificate per connection by default: peers written
+# to PROTOCOL.md alone usually present one, and pinning it would refuse their next
+# connection. rtcxfer's CLI identity lives 10 years, the page's 1 year.
+LASTING = datetime.timedelta(days=180)
 
 
 def config_dir() -> Path:
@@ -160,14 +165,30 @@ def use_certificate(pc: RTCPeerConnection, identity: Identity) -> None:
     pc._RTCPeerConnection__certificates = [identity.rtc_certificate()]  # type: ignore[attr-defined]
 
 
-def peer_fingerprint(pc: RTCPeerConnection) -> str:
-    """SHA-256 fingerprint of the certificate the peer presented in the DTLS handshake."""
+def peer_certificate(pc: RTCPeerConnection) -> x509.Certificate:
+    """The certificate the peer presented in the DTLS handshake (while connected)."""
     sctp = pc.sctp
     ssl = getattr(sctp.transport, "_ssl", None) if sctp is not None else None
     certificate = ssl.get_peer_certificate(as_cryptography=True) if ssl is not None else None
     if certificate is None:
         raise RuntimeError("the DTLS handshake has not completed")
-    return fingerprint(certificate)
+    return certificate
+
+
+def peer_fingerprint(pc: RTCPeerConnection) -> str:
+    """SHA-256 fingerprint of the certificate the peer presented in the DTLS handshake."""
+    return fingerprint(peer_certificate(pc))
+
+
+def is_lasting(certificate: x509.Certificate) -> bool:
+    """Whether the peer keeps this certificate (see LASTING), so that pinning it makes sense."""
+    return certificate.not_valid_after_utc - certificate.not_valid_before_utc >= LASTING
+
+
+def presented_identity(pc: RTCPeerConnection) -> tuple[str, bool]:
+    """The peer's fingerprint and whether it is a lasting identity; read it while connected."""
+    certificate = peer_certificate(pc)
+    return fingerprint(certificate), is_lasting(certificate)
 
 
 def local_fingerprint(pc: RTCPeerConnection) -> str:

@@ -30,7 +30,7 @@ from rtcxfer.errors import (
 )
 from rtcxfer.peer.client import ClientOptions, is_users_probe, log_in
 from rtcxfer.peer.config import rtc_configuration
-from rtcxfer.peer.identity import config_dir, load_or_create, peer_fingerprint
+from rtcxfer.peer.identity import config_dir, load_or_create, presented_identity
 from rtcxfer.peer.session import DATA_CHANNEL_LABEL, PeerSession, Role
 from rtcxfer.peer.signaling import Signal, SignalingClient
 from rtcxfer.peer.trust import TrustStore, scope_of
@@ -82,6 +82,9 @@ class Listener:
         self.signaling: SignalingClient | None = None
         self._transfers: set[asyncio.Task[None]] = set()
         self._sessions: set[PeerSession] = set()
+        # What each connected sender presented: (fingerprint, lasting), read while the
+        # DTLS connection is up (the certificate is gone once it closes).
+        self._presented: dict[PeerSession, tuple[str, bool]] = {}
         # Several offers at once are put to the person one at a time.
         self._prompt = asyncio.Lock()
         self.ready = asyncio.Event()  # set once logged in for the first time
@@ -205,6 +208,7 @@ class Listener:
                      receiving: asyncio.Future[asyncio.Task[TransferReport]]) -> None:
         try:
             await session.wait_connected()
+            self._identity_of(session)
             code = session.verification_code
             self.output.report("peer_connected",
                                f"{printable(session.peer)} connected; verification code {code}",
@@ -218,9 +222,9 @@ class Listener:
                 ) from None
             report = await session.until(transfer, grace=FINISHING_GRACE_SECONDS)
             await self._let_sender_hang_up(session)
+            fingerprint, lasting = self._presented[session]
             if report.ok:
-                fingerprint = peer_fingerprint(session.pc)
-                if self.trust.pin(self.scope, session.peer, fingerprint):
+                if lasting and self.trust.pin(self.scope, session.peer, fingerprint):
                     self.output.report(
                         "pinned",
                         f"pinned the identity of {printable(session.peer)}: {fingerprint}",
@@ -233,6 +237,7 @@ class Listener:
                                session=session.session_id, message=message)
         finally:
             self._sessions.discard(session)
+            self._presented.pop(session, None)
             if receiving.done() and not receiving.cancelled():
                 receiving.result().cancel()
             await session.close()
@@ -253,11 +258,17 @@ class Listener:
         with contextlib.suppress(RtcxferError, TimeoutError):
             await session.until(asyncio.wait_for(closed.wait(), SENDER_HANG_UP_SECONDS))
 
+    def _identity_of(self, session: PeerSession) -> tuple[str, bool]:
+        """The sender's (fingerprint, lasting), read once while the connection is up."""
+        if session not in self._presented:
+            self._presented[session] = presented_identity(session.pc)
+        return self._presented[session]
+
     async def _decide(self, session: PeerSession, offer: IncomingOffer) -> str | None:
         peer = session.peer
         allowed = self.options.allowed_senders
         try:
-            self.trust.check(self.scope, peer, peer_fingerprint(session.pc),
+            self.trust.check(self.scope, peer, self._identity_of(session)[0],
                              nothing="nothing was received")
         except IdentityChanged as error:
             self.output.report("identity_changed", str(error), peer=peer,

@@ -9,7 +9,7 @@ from pathlib import Path
 from rtcxfer.errors import AuthenticationFailed, PeerOffline, RtcxferError, TransferFailed
 from rtcxfer.peer.client import ClientOptions, log_in
 from rtcxfer.peer.config import rtc_configuration
-from rtcxfer.peer.identity import config_dir, load_or_create, peer_fingerprint
+from rtcxfer.peer.identity import config_dir, load_or_create, presented_identity
 from rtcxfer.peer.session import PeerSession, Role, new_session_id
 from rtcxfer.peer.trust import TrustStore, scope_of
 from rtcxfer.progress import Output
@@ -52,7 +52,7 @@ async def send(peer: str, paths: Sequence[Path], options: ClientOptions,
         _watch_peer(session)
         output.say(f"connecting to {peer}…")
         channel = await session.open_channel()
-        presented = peer_fingerprint(session.pc)
+        presented, lasting = presented_identity(session.pc)
         trust.check(scope, peer, presented, nothing="nothing was sent")
         code = session.verification_code
         output.report("verification", f"verification code: {code}",
@@ -73,7 +73,7 @@ async def send(peer: str, paths: Sequence[Path], options: ClientOptions,
         except TransferFailed as error:
             # The transfer layer speaks of "the receiver"; the person needs the name.
             raise TransferFailed(f"sending to {peer} failed: {error}") from error
-        if report.ok and trust.pin(scope, peer, presented):
+        if report.ok and lasting and trust.pin(scope, peer, presented):
             output.report("pinned", f"pinned the identity of {printable(peer)}: {presented}",
                           peer=peer, fingerprint=presented)
         output.summary(report, peer=peer, session=session.session_id, direction="send")

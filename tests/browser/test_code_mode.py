@@ -31,10 +31,13 @@ def cli_processes() -> Iterator[list[CliProcess]]:
 
 
 def wait_for_code_status(page, kind: str) -> str:  # type: ignore[no-untyped-def]
+    """Wait until the code card's status is final (ok or error); it must be ``kind``."""
     page.wait_for_function(
-        "kind => document.querySelector('#code-status').dataset.kind === kind",
-        arg=kind, timeout=UI_TIMEOUT_MS)
-    return page.text_content("#code-status") or ""
+        "() => ['ok', 'error'].includes(document.querySelector('#code-status').dataset.kind)",
+        timeout=UI_TIMEOUT_MS)
+    text = page.text_content("#code-status") or ""
+    assert page.get_attribute("#code-status", "data-kind") == kind, text
+    return text
 
 
 def test_the_page_receives_from_cli_send_code(peers: PeerFactory,

@@ -32,6 +32,7 @@ from websockets.http11 import Request, Response
 
 import rtcxfer.web
 from rtcxfer.peer import loopback
+from rtcxfer.peer.identity import generate, use_certificate
 from rtcxfer.server.http import StaticFiles, is_websocket_upgrade
 
 
@@ -188,6 +189,10 @@ class MitmServer:
         configuration = RTCConfiguration(iceServers=[])
         towards_offerer = RTCPeerConnection(configuration)
         towards_answerer = RTCPeerConnection(configuration)
+        # Lasting certificates of its own, as a careful attacker would use: the peers
+        # pin them like any rtcxfer identity.
+        use_certificate(towards_offerer, generate())
+        use_certificate(towards_answerer, generate())
         interception = Interception(offerer, answerer, session, towards_offerer,
                                     towards_answerer)
         self.interceptions[(offerer, answerer, session)] = interception

@@ -7,7 +7,10 @@
 const DB_NAME = "rtcxfer";
 const STORE = "identity";
 const KEY = "certificate";
-const KEYGEN = { name: "ECDSA", namedCurve: "P-256" };
+// A year: rtcxfer pins certificates valid 180 days or more (a browser's default is
+// 30 days, made per connection), and Chromium caps the validity it grants.
+const LIFETIME_MS = 365 * 86400000;
+const KEYGEN = { name: "ECDSA", namedCurve: "P-256", expires: LIFETIME_MS };
 
 function request(req) {
   return new Promise((resolve, reject) => {
