@@ -130,6 +130,11 @@ def _server_url(_ctx: click.Context, _param: click.Parameter, value: str) -> str
         raise click.BadParameter(str(error)) from None
 
 
+def _optional_server_url(ctx: click.Context, param: click.Parameter,
+                         value: str | None) -> str | None:
+    return None if value is None else _server_url(ctx, param, value)
+
+
 def _user_name(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
     from rtcxfer.protocol.signaling import name_problem
 
@@ -220,7 +225,7 @@ IDLE_TIMEOUT_OPTION = click.option(
 
 @cli.command()
 @click.argument("peer")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--skip-unreadable", is_flag=True,
               help="Send the rest when a file or folder cannot be read or is not a regular "
                    "file (each skipped path is listed); without it, send fails before "
@@ -228,27 +233,56 @@ IDLE_TIMEOUT_OPTION = click.option(
 @click.option("--follow-symlinks", is_flag=True,
               help="Follow symlinks that lead out of a folder being sent (by default they "
                    "are skipped, with a reason).")
+@click.option("--confirm-code", "confirm_code", is_flag=True,
+              help="Show the verification code and send nothing until you confirm that "
+                   "the receiver sees the same code.")
+@click.option("--code", "use_code", is_flag=True,
+              help="No receiver name: print a one-time code (like 7-guitar-orbit) for "
+                   "`rtcxfer receive CODE` on the other side; then PEER is a path too.")
 @IDLE_TIMEOUT_OPTION
 @_peer_options
 def send(peer: str, paths: tuple[Path, ...], skip_unreadable: bool, follow_symlinks: bool,
-         idle_timeout: float | None, **params: Any) -> int:
+         confirm_code: bool, use_code: bool, idle_timeout: float | None,
+         **params: Any) -> int:
     """Send files and folders to PEER; succeeds only when every file arrived intact.
+
+    With --code: `rtcxfer send --code PATH...` (no PEER).
 
     \b
     Examples:
       rtcxfer send alice report.pdf
       rtcxfer send alice photos/ notes.txt --server http://192.168.1.20:9090
-      rtcxfer send bob big.iso --json > events.jsonl
+      rtcxfer send --code holiday-photos/
     """
-
+    from rtcxfer.peer.prompt import confirm_on_terminal
     from rtcxfer.peer.run import run_peer_command
     from rtcxfer.peer.sender import SEND_IDLE_TIMEOUT, SendOptions
     from rtcxfer.peer.sender import send as send_to_peer
 
+    if use_code:
+        if confirm_code:
+            raise click.UsageError("--code already proves who is at the other end; "
+                                   "--confirm-code is for named peers")
+        from rtcxfer.peer.code import send_with_code
+
+        client, output = _peer_setup(params)
+        everything = (Path(peer), *paths)
+        run_peer_command(lambda: send_with_code(everything, client, output), output)
+        return ExitCode.OK
+    if not paths:
+        raise click.UsageError("Missing argument 'PATHS...'.")
+    if confirm_code and not sys.stdin.isatty():
+        raise click.UsageError("--confirm-code asks on the terminal: stdin is not one")
     client, output = _peer_setup(params)
     options = SendOptions(skip_unreadable=skip_unreadable, follow_symlinks=follow_symlinks,
                           idle_timeout=idle_timeout or SEND_IDLE_TIMEOUT)
-    run_peer_command(lambda: send_to_peer(peer, paths, client, output, options), output)
+
+    async def confirm(code: str) -> bool:
+        return await confirm_on_terminal(
+            f"Does {printable(peer)} see the verification code {code}?")
+
+    run_peer_command(lambda: send_to_peer(peer, paths, client, output, options,
+                                          confirm=confirm if confirm_code else None), output)
     return ExitCode.OK
 
 
@@ -297,6 +331,43 @@ def listen(download_dir: Path | None, assume_yes: bool, allowed_senders: tuple[s
     listener = Listener(client, options, output)
     stopped = run_peer_command(listener.run, output, exit_codes={signal.SIGTERM: ExitCode.OK})
     return stopped if isinstance(stopped, ExitCode) else ExitCode.OK
+
+
+@cli.command()
+@click.argument("code")
+@click.option("--dir", "download_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=None,
+              help="Where received files go [default: as for listen: $XDG_DOWNLOAD_DIR/rtcxfer "
+                   "or ~/Downloads/rtcxfer, created private (0700) on first use].")
+@click.option("--overwrite", is_flag=True,
+              help="Replace existing files instead of saving as 'name (1).ext'.")
+@_peer_options
+def receive(code: str, download_dir: Path | None, overwrite: bool, **params: Any) -> int:
+    """Receive the files of `rtcxfer send --code`, given its CODE (like 7-guitar-orbit).
+
+    \b
+    Examples:
+      rtcxfer receive 7-guitar-orbit
+      rtcxfer receive 7-guitar-orbit --dir ~/inbox --server https://xfer.example.org
+    """
+    from rtcxfer.peer.code import receive_with_code
+    from rtcxfer.peer.listener import default_download_dir, prepare_download_dir
+    from rtcxfer.peer.run import run_peer_command
+    from rtcxfer.protocol.code import InvalidCode, parse_code
+
+    try:
+        parsed = parse_code(code)
+    except InvalidCode as error:
+        raise click.BadParameter(str(error), param_hint="CODE") from None
+    client, output = _peer_setup(params)
+    try:
+        folder = prepare_download_dir(download_dir or default_download_dir())
+    except OSError as error:
+        raise click.BadParameter(f"{printable(download_dir)}: {error.strerror or error}",
+                                 param_hint="--dir") from None
+    run_peer_command(lambda: receive_with_code(parsed, folder, client, output,
+                                               overwrite=overwrite), output)
+    return ExitCode.OK
 
 
 @cli.command()
@@ -400,6 +471,94 @@ def show_config(json_output: bool) -> int:
 
 def _jsonable(value: Any) -> Any:
     return str(value) if isinstance(value, Path) else value
+
+
+# -- trust: pinned peer identities (docs/security.md) ---------------------------
+
+
+@cli.group()
+def trust() -> None:
+    """Pinned peer identities: list, forget or add them.
+
+    \b
+    Examples:
+      rtcxfer trust list
+      rtcxfer trust forget alice
+      rtcxfer trust add alice 6B:0F:...:9A --server wss://xfer.example.org
+    """
+
+
+@trust.command("list")
+@click.option("--json", "json_out", is_flag=True, help="One JSON object per pin.")
+def trust_list(json_out: bool) -> int:
+    """Print every pinned peer: SERVER, ROOM, NAME, FINGERPRINT (tab-separated)."""
+    import json
+
+    from rtcxfer.peer.identity import config_dir
+    from rtcxfer.peer.trust import TrustStore
+
+    for pin in TrustStore(config_dir()).pins():
+        if json_out:
+            click.echo(json.dumps({"server": pin.server, "room": pin.room, "name": pin.name,
+                                   "fingerprint": pin.fingerprint, "added": pin.added}))
+        else:
+            click.echo("\t".join((printable(pin.server), printable(pin.room) or "-",
+                                  printable(pin.name), pin.fingerprint)))
+    return ExitCode.OK
+
+
+@trust.command("forget")
+@click.argument("name")
+@click.option("--server", default=None, callback=_optional_server_url,
+              help="Only the pin on this server (default: all).")
+@click.option("--room", default=None, help="Only the pin in this room (with --server).")
+def trust_forget(name: str, server: str | None, room: str | None) -> int:
+    """Forget NAME's pinned identity: the next transfer pins it anew."""
+    from rtcxfer.peer.identity import config_dir
+    from rtcxfer.peer.trust import TrustStore, scope_of
+
+    if room is not None and server is None:
+        raise click.UsageError("--room needs --server")
+    scope = scope_of(server, room) if server is not None else None
+    gone = TrustStore(config_dir()).forget(name, scope)
+    if not gone:
+        raise RtcxferError(f"{printable(name)} is not pinned"
+                           + (f" on {printable(server)}" if server else ""))
+    for pin in gone:
+        click.echo(f"forgot {printable(pin.name)} on {printable(pin.server)}"
+                   + (f" room {printable(pin.room)}" if pin.room else "")
+                   + f" ({pin.fingerprint})")
+    return ExitCode.OK
+
+
+@trust.command("add")
+@click.argument("name")
+@click.argument("fingerprint")
+@_SERVER_OPTION
+@click.option("--room", default="", help="Room on the server (default: none).")
+def trust_add(name: str, fingerprint: str, server: str, room: str) -> int:
+    """Pin NAME to FINGERPRINT (SHA-256, as `rtcxfer trust self` prints it)."""
+    from rtcxfer.peer.identity import config_dir
+    from rtcxfer.peer.trust import TrustStore, normalise_fingerprint, scope_of
+
+    try:
+        value = normalise_fingerprint(fingerprint)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="FINGERPRINT") from None
+    scope = scope_of(server, room)
+    old = TrustStore(config_dir()).add(scope, name, value)
+    click.echo(f"pinned {printable(name)} on {printable(scope.server)}: {value}"
+               + (f" (was {old.fingerprint})" if old and old.fingerprint != value else ""))
+    return ExitCode.OK
+
+
+@trust.command("self")
+def trust_self() -> int:
+    """Print this user's own fingerprint (what peers pin), creating the identity if needed."""
+    from rtcxfer.peer.identity import load_or_create
+
+    click.echo(load_or_create().fingerprint)
+    return ExitCode.OK
 
 
 def main() -> None:

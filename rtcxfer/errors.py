@@ -19,7 +19,7 @@ class ExitCode(IntEnum):
     DECLINED = 6
     NO_ICE_PATH = 7
     TRANSFER_FAILED = 8
-    # 9 is reserved (identity changed, a later issue).
+    AUTHENTICATION_FAILED = 9  # peer identity changed, or code mode failed (docs/security.md)
     BUSY = 10
     INTERRUPTED = 130
 
@@ -72,3 +72,17 @@ class TransferFailed(RtcxferError):
 
 class Interrupted(RtcxferError):
     exit_code = ExitCode.INTERRUPTED
+
+
+class AuthenticationFailed(RtcxferError):
+    """The peer is not who it should be: nothing was sent or received."""
+
+    exit_code = ExitCode.AUTHENTICATION_FAILED
+
+
+class IdentityChanged(AuthenticationFailed):
+    """A pinned peer presented a different certificate ("identity of alice changed")."""
+
+
+class CodeMismatch(AuthenticationFailed):
+    """Code mode: the PAKE key did not confirm both certificates."""

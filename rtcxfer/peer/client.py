@@ -11,6 +11,7 @@ from rtcxfer.peer.config import IceOptions
 from rtcxfer.peer.session import CONNECT_TIMEOUT
 from rtcxfer.peer.signaling import SignalingClient
 from rtcxfer.progress import Output
+from rtcxfer.protocol.code import CODE_NAME_PREFIX
 
 FALLBACK_NAME = "rtcxfer"
 
@@ -81,5 +82,9 @@ async def list_users(options: ClientOptions) -> list[str]:
 
 
 def is_users_probe(name: str) -> bool:
-    """A name ``rtcxfer users`` logs in with for a moment; not worth showing anyone."""
-    return name.startswith(USERS_NAME_PREFIX)
+    """A name nobody addresses, not worth showing anyone.
+
+    ``rtcxfer users`` logs in for a moment as ``rtcxfer-users-…``; code mode's
+    one-time logins are ``rtcxfer-code-…`` (docs/protocol.md, "Code mode").
+    """
+    return name.startswith((USERS_NAME_PREFIX, CODE_NAME_PREFIX))

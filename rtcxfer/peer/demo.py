@@ -21,6 +21,7 @@ from rtcxfer.peer.client import ClientOptions
 from rtcxfer.peer.config import IceOptions
 from rtcxfer.peer.listener import Listener, ListenOptions
 from rtcxfer.peer.sender import send
+from rtcxfer.peer.trust import TrustStore
 from rtcxfer.progress import Output, OutputMode, format_size
 from rtcxfer.server.server import ServerConfig, SignalingServer
 from rtcxfer.transfer import collect_sources
@@ -57,17 +58,21 @@ async def _transfer(paths: Sequence[Path], received: Path, ice: IceOptions,
         host, port = server.addresses[0]
         url = f"ws://{host}:{port}"
         output.report("server", f"signaling server on {url}", url=url)
+        # Pins of a throw-away server stay in the throw-away folder, not the user's.
+        pins = TrustStore(received.parent / "pins")
         listener = Listener(
             ClientOptions(server=url, name=RECEIVER, ice=ice),
             ListenOptions(download_dir=received, assume_yes=True),
             # The sender reports the transfer; the listener's own bars would repeat it.
             Output(OutputMode.QUIET),
+            trust=pins,
         )
         listening = asyncio.create_task(listener.run())
         try:
             await asyncio.wait_for(listener.ready.wait(), LISTENER_READY_TIMEOUT)
             output.say(f"{RECEIVER} is listening into {received}")
-            await send(RECEIVER, paths, ClientOptions(server=url, name=SENDER, ice=ice), output)
+            await send(RECEIVER, paths, ClientOptions(server=url, name=SENDER, ice=ice), output,
+                       trust=pins)
         finally:
             listening.cancel()
             with contextlib.suppress(asyncio.CancelledError):

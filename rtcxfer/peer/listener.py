@@ -25,6 +25,7 @@ from typing import Any
 from aiortc import RTCDataChannel
 
 from rtcxfer.errors import (
+    IdentityChanged,
     LoginRefused,
     NameTaken,
     RtcxferError,
@@ -33,9 +34,11 @@ from rtcxfer.errors import (
 )
 from rtcxfer.peer.client import ClientOptions, is_users_probe, log_in
 from rtcxfer.peer.config import rtc_configuration
+from rtcxfer.peer.identity import config_dir, load_or_create, presented_identity
 from rtcxfer.peer.prompt import Question, ask_on_terminal, describe_file, flush_terminal_input
 from rtcxfer.peer.session import DATA_CHANNEL_LABEL, PeerSession, Role
 from rtcxfer.peer.signaling import Signal, SignalingClient
+from rtcxfer.peer.trust import TrustStore, scope_of
 from rtcxfer.progress import Output, count, format_size
 from rtcxfer.text import printable
 from rtcxfer.transfer import (
@@ -175,17 +178,24 @@ class _WatchedObserver:
 
 class Listener:
     def __init__(self, client: ClientOptions, options: ListenOptions, output: Output,
-                 *, ask: Ask | None = None) -> None:
+                 *, ask: Ask | None = None, trust: TrustStore | None = None) -> None:
         self.client = client
         self.options = options
         self.output = output
         self.ask = ask or ask_on_terminal
         self.configuration = rtc_configuration(client.ice)
+        self.identity = load_or_create()
+        self.trust = trust or TrustStore(config_dir())
+        # The room of the server's room extension, when ClientOptions grows one.
+        self.scope = scope_of(client.server, getattr(client, "room", None))
         self.signaling: SignalingClient | None = None
         self._transfers: set[asyncio.Task[None]] = set()
         self._sessions: set[PeerSession] = set()
         self._per_peer: Counter[str] = Counter()
         self._busy_replies = 0
+        # What each connected sender presented: (fingerprint, lasting), read while the
+        # DTLS connection is up (the certificate is gone once it closes).
+        self._presented: dict[PeerSession, tuple[str, bool]] = {}
         # Several offers at once are put to the person one at a time.
         self._prompt = asyncio.Lock()
         self.ready = asyncio.Event()  # set once logged in for the first time
@@ -200,6 +210,7 @@ class Listener:
                 f"cannot use {printable(self.options.download_dir)} as the download folder: "
                 f"{error.strerror or error}"
             ) from error
+        self._say_whom_we_accept()
         await self._log_in()
         self.ready.set()
         try:
@@ -212,6 +223,22 @@ class Listener:
                 await self._reconnect()
         finally:
             await self.shutdown()
+
+    def _say_whom_we_accept(self) -> None:
+        allowed = sorted(self.options.allowed_senders)
+        if self.options.assume_yes and not allowed:
+            self.output.report(
+                "accepting_anyone",
+                "accepting files from anyone (--yes without --from); a pinned name must "
+                "still present its pinned identity", fingerprint=self.identity.fingerprint)
+        for name in allowed:
+            pin = self.trust.lookup(self.scope, name)
+            if pin is None:
+                self.output.say(f"{printable(name)} is not pinned yet: the first completed "
+                                "transfer from that name pins its identity")
+            else:
+                self.output.say(f"accepting {printable(name)} only with identity "
+                                f"{pin.fingerprint}")
 
     async def _log_in(self) -> None:
         signaling = await log_in(self.client, self.output)
@@ -268,7 +295,8 @@ class Listener:
                 return
         session = PeerSession(self.signaling, peer, signal.session,
                               self.configuration, role=Role.ANSWERER,
-                              connect_timeout=self.client.connect_timeout)
+                              connect_timeout=self.client.connect_timeout,
+                              identity=self.identity)
         receiving: asyncio.Future[asyncio.Task[TransferReport]] = (
             asyncio.get_running_loop().create_future()
         )
@@ -319,6 +347,13 @@ class Listener:
         watchdog: asyncio.Task[None] | None = None
         try:
             await session.wait_connected()
+            self._identity_of(session)
+            if not busy:
+                code = session.verification_code
+                self.output.report(
+                    "peer_connected",
+                    f"{printable(session.peer)} connected; verification code {code}",
+                    peer=session.peer, session=session.session_id, code=code)
             try:
                 transfer = await session.until(
                     asyncio.wait_for(receiving, self.client.connect_timeout))
@@ -329,7 +364,13 @@ class Listener:
             watchdog = asyncio.create_task(self._watch_idle(session, activity))
             report = await session.until(transfer, grace=FINISHING_GRACE_SECONDS)
             await self._let_sender_hang_up(session)
+            fingerprint, lasting = self._presented[session]
             if report.ok and not busy:
+                if lasting and self.trust.pin(self.scope, session.peer, fingerprint):
+                    self.output.report(
+                        "pinned",
+                        f"pinned the identity of {printable(session.peer)}: {fingerprint}",
+                        peer=session.peer, fingerprint=fingerprint)
                 self.output.summary(report, peer=session.peer, session=session.session_id,
                                     direction="receive")
         except RtcxferError as error:
@@ -342,6 +383,7 @@ class Listener:
         finally:
             if watchdog is not None:
                 watchdog.cancel()
+            self._presented.pop(session, None)
             if busy:
                 self._busy_replies -= 1
             elif session in self._sessions:
@@ -381,10 +423,26 @@ class Listener:
         with contextlib.suppress(RtcxferError, TimeoutError):
             await session.until(asyncio.wait_for(closed.wait(), SENDER_HANG_UP_SECONDS))
 
+    def _identity_of(self, session: PeerSession) -> tuple[str, bool]:
+        """The sender's (fingerprint, lasting), read once while the connection is up."""
+        if session not in self._presented:
+            self._presented[session] = presented_identity(session.pc)
+        return self._presented[session]
+
     async def _decide(self, session: PeerSession, offer: IncomingOffer,
                       activity: _Activity | None = None) -> str | None:
         peer = session.peer
         allowed = self.options.allowed_senders
+        try:
+            self.trust.check(self.scope, peer, self._identity_of(session)[0],
+                             nothing="nothing was received")
+        except IdentityChanged as error:
+            self.output.report("identity_changed", str(error), peer=peer,
+                               session=session.session_id, message=str(error))
+            reason = f"the receiver has another identity pinned for {peer}"
+            self.output.report("declined", f"declined {printable(peer)}: {printable(reason)}",
+                               peer=peer, session=session.session_id, reason=reason)
+            return reason
         if activity is not None:
             activity.hello = True
             activity.paused += 1

@@ -71,6 +71,26 @@ async def ask_on_terminal(question: Question) -> bool:
         raise
 
 
+async def confirm_on_terminal(text: str) -> bool:
+    """Ask a yes/no question (``text`` + " [y/N]") on the terminal; True for yes.
+
+    Like :func:`ask_on_terminal`: what was typed before the question is thrown away,
+    and the answer is read line by line through the event loop (cancellable).
+    """
+    flush_terminal_input()
+    while True:
+        sys.stderr.write(f"{text} [y/N] ")
+        sys.stderr.flush()
+        line = await _read_line(sys.stdin.fileno())
+        if line is None:
+            return False
+        answer = line.strip().lower()
+        if answer in ("y", "yes"):
+            return True
+        if answer in ("", "n", "no"):
+            return False
+
+
 async def _read_line(fd: int) -> str | None:
     """One line from ``fd`` (a terminal in canonical mode); None at end of input."""
     loop = asyncio.get_running_loop()

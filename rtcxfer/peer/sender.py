@@ -4,18 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtcxfer.errors import PeerBusy, PeerOffline, RtcxferError, TransferFailed
+from rtcxfer.errors import (
+    AuthenticationFailed,
+    PeerBusy,
+    PeerOffline,
+    RtcxferError,
+    TransferFailed,
+)
 from rtcxfer.peer.client import ClientOptions, log_in
 from rtcxfer.peer.config import rtc_configuration
+from rtcxfer.peer.identity import config_dir, load_or_create, presented_identity
 from rtcxfer.peer.session import PeerSession, Role, new_session_id
+from rtcxfer.peer.trust import TrustStore, scope_of
 from rtcxfer.progress import Output
 from rtcxfer.text import printable
 from rtcxfer.transfer import TransferReport, collect_sources, send_files
 from rtcxfer.transfer.sources import Skipped
+
+Confirm = Callable[[str], Awaitable[bool]]
 
 # Seconds the receiver may stay silent while we wait for it (accept, ack, done).
 SEND_IDLE_TIMEOUT = 300.0
@@ -29,10 +39,23 @@ class SendOptions:
 
 
 async def send(peer: str, paths: Sequence[Path], options: ClientOptions,
-               output: Output, send_options: SendOptions | None = None) -> TransferReport:
-    """Send ``paths`` to ``peer``; return only when every file was acked with its sha256."""
+               output: Output, send_options: SendOptions | None = None, *,
+               confirm: Confirm | None = None,
+               trust: TrustStore | None = None) -> TransferReport:
+    """Send ``paths`` to ``peer``; return only when every file was acked with its sha256.
+
+    The peer's certificate is checked against its pin before anything is sent,
+    and pinned once the transfer completed (docs/security.md). ``confirm``
+    (``--confirm-code``) is asked whether the receiver sees the same
+    verification code; nothing is sent unless it says yes. ``trust``: another
+    pin store than the user's (``demo`` keeps its pins in its temporary folder).
+    """
     send_options = send_options or SendOptions()
     configuration = rtc_configuration(options.ice)
+    identity = load_or_create()
+    trust = trust or TrustStore(config_dir())
+    # The room of the server's room extension, when ClientOptions grows one.
+    scope = scope_of(options.server, getattr(options, "room", None))
     skipped: list[Skipped] = []
     sources = await asyncio.to_thread(functools.partial(
         collect_sources, paths, follow_symlinks=send_options.follow_symlinks,
@@ -51,13 +74,20 @@ async def send(peer: str, paths: Sequence[Path], options: ClientOptions,
             raise PeerOffline(not_online_message(peer, options.server, signaling.users,
                                                  me=signaling.name))
         session = PeerSession(signaling, peer, new_session_id(), configuration,
-                              role=Role.OFFERER, connect_timeout=options.connect_timeout)
+                              role=Role.OFFERER, connect_timeout=options.connect_timeout,
+                              identity=identity)
         _watch_peer(session)
         output.say(f"connecting to {peer}…")
         channel = await session.open_channel()
+        presented, lasting = presented_identity(session.pc)
+        trust.check(scope, peer, presented, nothing="nothing was sent")
         code = session.verification_code
         output.report("verification", f"verification code: {code}",
                       peer=peer, session=session.session_id, code=code)
+        if confirm is not None and not await session.until(confirm(code)):
+            raise AuthenticationFailed(
+                f"the verification code was not confirmed; nothing was sent to "
+                f"{printable(peer)}")
         output.say(f"waiting for {peer} to accept…")
         try:
             report = await session.until(send_files(
@@ -75,6 +105,9 @@ async def send(peer: str, paths: Sequence[Path], options: ClientOptions,
         except TransferFailed as error:
             # The transfer layer speaks of "the receiver"; the person needs the name.
             raise TransferFailed(f"sending to {peer} failed: {error}") from error
+        if report.ok and lasting and trust.pin(scope, peer, presented):
+            output.report("pinned", f"pinned the identity of {printable(peer)}: {presented}",
+                          peer=peer, fingerprint=presented)
         output.summary(report, peer=peer, session=session.session_id, direction="send")
         return report
     finally:

@@ -37,6 +37,7 @@ from aiortc import (
 from rtcxfer.errors import NoIcePath, RtcxferError, ServerUnreachable, TransferFailed
 from rtcxfer.peer import loopback
 from rtcxfer.peer.candidates import CandidateError, candidate_from_init, candidate_to_init
+from rtcxfer.peer.identity import Identity, use_certificate
 from rtcxfer.peer.sdp import (
     SdpError,
     data_channel_mline,
@@ -81,6 +82,7 @@ class PeerSession:
         *,
         role: Role,
         connect_timeout: float = CONNECT_TIMEOUT,
+        identity: Identity | None = None,
     ) -> None:
         loopback.install()
         self.signaling = signaling
@@ -89,6 +91,8 @@ class PeerSession:
         self.role = role
         self.connect_timeout = connect_timeout
         self.pc = RTCPeerConnection(configuration)
+        if identity is not None:  # the user's long-lived certificate (docs/security.md)
+            use_certificate(self.pc, identity)
         self.channel: RTCDataChannel | None = None
         self.on_datachannel: Callable[[RTCDataChannel], None] | None = None
         self._inbox: asyncio.Queue[Signal] = asyncio.Queue()

@@ -63,6 +63,8 @@ class SignalingClient:
         self.on_new_offer: SignalHandler | None = None
         self.on_presence: Callable[[str, bool], None] | None = None
         self.on_server_error: Callable[[str], None] | None = None
+        # Relayed messages no route and no on_new_offer took (code mode, docs/protocol.md).
+        self.on_unrouted: SignalHandler | None = None
         self._routes: dict[tuple[str, str], SignalHandler] = {}
         self._websocket: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -271,7 +273,9 @@ class SignalingClient:
             handlers = to_peer if kind == "leave" or len(to_peer) == 1 else []
         for handler in handlers:
             handler(signal)
-        if not handlers:
+        if not handlers and self.on_unrouted is not None:
+            self.on_unrouted(signal)
+        elif not handlers:
             logger.debug("no session for %s from %s (session %r)", kind, peer, session)
 
 

@@ -33,6 +33,7 @@ from websockets.protocol import Event, State
 from websockets.server import ServerProtocol
 
 from rtcxfer import __version__
+from rtcxfer.protocol.code import is_code_name
 from rtcxfer.protocol.signaling import (
     MAX_FRAME_BYTES,
     Error,
@@ -176,6 +177,7 @@ class SignalingServer:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.users: dict[str, Client] = {}  # login order, which userlist keeps
+        self.unlisted: set[str] = set()  # code mode's one-time names online (never listed)
         self.origins = OriginPolicy(config.allowed_origins, tls=config.ssl_context is not None)
         self.max_connections = config.max_users + config.extra_connections
         self._resources = contextlib.ExitStack()
@@ -380,7 +382,10 @@ class SignalingServer:
             peer.sessions.pop((client, session), None)
             self.send(peer, Relayed("leave", name, None, session or None))
         client.sessions.clear()
-        self.broadcast(self.users.values(), Updata("offline", name))
+        if name in self.unlisted:
+            self.unlisted.discard(name)
+        else:
+            self.broadcast(self.users.values(), Updata("offline", name))
 
     def close_client(self, client: Client, code: CloseCode, reason: str) -> None:
         """Close ``client``'s connection and log it out now, whatever its socket does.
@@ -524,12 +529,17 @@ class SignalingServer:
         if len(self.users) >= self.config.max_users:
             self._refuse_login(client, f"server is full ({self.config.max_users} users)")
             return
-        self.broadcast(self.users.values(), Updata("login", name))
+        if is_code_name(name):  # code mode's one-time names are never listed
+            self.unlisted.add(name)
+        else:
+            self.broadcast(self.users.values(), Updata("login", name))
         self.users[name] = client
         client.name = name
         logger.info("login %s from %s (%d online)", quote(name), client.address, len(self.users))
         self.send(client, LoginResult(True))
-        self.send(client, UserList(tuple(self.users)))
+        listed = tuple(self.users) if not self.unlisted else tuple(
+            user for user in self.users if user == name or user not in self.unlisted)
+        self.send(client, UserList(listed))
 
     def _relay(self, client: Client, relay: Relay) -> None:
         sender = client.name

@@ -140,7 +140,8 @@ def test_users_does_not_offer_options_it_cannot_use() -> None:
     assert run_cli("users", "--turn", "turn:x").returncode == 2
 
 
-@pytest.mark.parametrize("command", ["serve", "listen", "send", "users", "demo", "config"])
+@pytest.mark.parametrize("command", ["serve", "listen", "send", "users", "demo", "config",
+                                     "receive", "trust"])
 def test_every_command_shows_real_examples(command: str) -> None:
     help_text = run_cli(command, "--help").stdout
     assert "Examples:" in help_text

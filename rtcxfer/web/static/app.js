@@ -5,7 +5,10 @@
 // module only wires them to the DOM and turns every failure into a message.
 
 import { defaultSignalingUrl, SignalingClient } from "./signaling.js";
-import { CloseReason, newSessionId, PeerSession, sessionKey } from "./session.js";
+import { CloseReason, newSessionId, PeerSession, sessionKey, useCertificate } from "./session.js";
+import { pageCertificate } from "./identity.js";
+import { isCodeName } from "./codemode.js";
+import "./codeui.js";
 import {
   FileReceiver, FileSender, PeerDeclined, invisibleCharacter, unsafeNameReason,
 } from "./transfer.js";
@@ -231,7 +234,8 @@ function wireSignaling(signaling) {
 
 function renderUsers(users) {
   const me = state.signaling === null ? null : state.signaling.name;
-  const others = users.filter((name) => name !== me);
+  // Code mode's one-time logins are nobody to pick (docs/protocol.md, "Code mode").
+  const others = users.filter((name) => name !== me && !isCodeName(name));
   ui.userList.replaceChildren(
     ...others.map((name) => {
       const item = document.createElement("li");
@@ -745,7 +749,10 @@ function start() {
     setStatus("this browser has no WebRTC data channels: rtcxfer cannot work here", "error");
     ui.loginButton.disabled = true;
   }
-  document.body.dataset.ready = "true";
+  // Ready once the lasting certificate is loaded (or known to be unavailable).
+  pageCertificate().then(useCertificate).finally(() => {
+    document.body.dataset.ready = "true";
+  });
 }
 
 start();

@@ -39,6 +39,13 @@ export function sessionKey(peer, session) {
   return JSON.stringify([peer, session]);
 }
 
+// The page's lasting certificate (identity.js), used by every connection once set.
+let lastingCertificate = null;
+
+export function useCertificate(certificate) {
+  lastingCertificate = certificate;
+}
+
 export class PeerSession {
   /**
    * @param {import("./signaling.js").SignalingClient} signaling
@@ -68,7 +75,9 @@ export class PeerSession {
     // the verification code is computed from these instead.
     this.offerSdp = null;
     this.answerSdp = null;
-    this.pc = new RTCPeerConnection({ iceServers });
+    this.pc = new RTCPeerConnection(
+      lastingCertificate ? { iceServers, certificates: [lastingCertificate] } : { iceServers },
+    );
     this.pc.addEventListener("icecandidate", (event) => this.onLocalCandidate(event.candidate));
 
     let openChannel;
