@@ -8,8 +8,8 @@ from pathlib import Path
 
 from rtcxfer.errors import PeerOffline, RtcxferError, TransferFailed
 from rtcxfer.peer.client import ClientOptions, log_in
-from rtcxfer.peer.config import rtc_configuration
-from rtcxfer.peer.session import PeerSession, Role, new_session_id
+from rtcxfer.peer.config import own_ice_urls, plan_ice, server_ice_urls
+from rtcxfer.peer.session import PeerSession, Role, new_session_id, report_path
 from rtcxfer.progress import Output
 from rtcxfer.transfer import TransferReport, collect_sources, send_files
 
@@ -17,7 +17,7 @@ from rtcxfer.transfer import TransferReport, collect_sources, send_files
 async def send(peer: str, paths: Sequence[Path], options: ClientOptions,
                output: Output) -> TransferReport:
     """Send ``paths`` to ``peer``; return only when every file was acked with its sha256."""
-    configuration = rtc_configuration(options.ice)
+    own_ice_urls(options.ice)  # a bad --stun/--turn fails before anything else
     sources = await asyncio.to_thread(collect_sources, paths)
     if not sources:
         # rtcxfer/1 carries files, not folders: an empty tree would arrive as nothing.
@@ -29,8 +29,11 @@ async def send(peer: str, paths: Sequence[Path], options: ClientOptions,
             raise RtcxferError(f"cannot send to yourself ({peer}); name the receiver")
         if peer not in signaling.users:
             raise PeerOffline(f"{peer} is not online on {options.server}")
-        session = PeerSession(signaling, peer, new_session_id(), configuration,
-                              role=Role.OFFERER, connect_timeout=options.connect_timeout)
+        plan = await plan_ice(options.ice, server_ice_urls(signaling.ice_servers))
+        session = PeerSession(signaling, peer, new_session_id(), plan.configuration(),
+                              role=Role.OFFERER, connect_timeout=options.connect_timeout,
+                              ice_plan=plan)
+        session.on_path = lambda path: report_path(output, session, path)
         _watch_peer(session)
         output.say(f"connecting to {peer}…")
         channel = await session.open_channel()
