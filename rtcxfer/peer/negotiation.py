@@ -197,6 +197,10 @@ class Negotiation:
         self._activity = None
 
     def leave_received(self) -> list[Action]:
+        if self.state is State.CHECKING and self._activity is not None:
+            # Both descriptions crossed and no pair answered yet: a peer that leaves
+            # now almost always found no path either (its own ICE deadline).
+            return self._end(EndReason.NO_ICE_PATH, "the peer gave up while ICE was checking")
         return self._end(EndReason.PEER_LEFT)
 
     def signaling_lost(self) -> list[Action]:

@@ -121,6 +121,7 @@ class PeerSession:
         self._connected = asyncio.Event()
         self._ended: asyncio.Future[RtcxferError] = loop.create_future()
         self._closed = False
+        self._peer_left = False
         self._clock = asyncio.Event()  # the negotiation's deadline may have moved
         self.pc.on("connectionstatechange", self._on_connection_state)
         self.pc.on("iceconnectionstatechange", self._on_ice_state)
@@ -173,6 +174,7 @@ class PeerSession:
     def _event_for(self, signal: Signal) -> list[Action]:
         machine, now = self.negotiation, asyncio.get_running_loop().time()
         if signal.type == "leave":
+            self._peer_left = True
             return machine.leave_received()
         if signal.type in ("offer", "answer"):
             actions = machine.description_received(signal.type, signal.payload)
@@ -227,6 +229,7 @@ class PeerSession:
         peer, detail = self.peer, end.detail
         match end.reason:
             case EndReason.NO_ICE_PATH:
+                detail = detail.replace("the peer", peer)
                 error: RtcxferError = no_ice_path(peer, self.ice_plan, detail)
             case EndReason.CONNECTION_LOST:
                 error = TransferFailed(f"lost the connection to {peer}")
@@ -422,8 +425,7 @@ class PeerSession:
         if self._closed:
             return
         self._closed = True
-        left = (self.negotiation.ended is not None
-                and self.negotiation.ended.reason is EndReason.PEER_LEFT)
+        left = self._peer_left
         self.negotiation.end(EndReason.CLOSED)
         self.signaling.unroute(self.peer, self.session_id, self._inbox.put_nowait)
         for task in (self._pump, self._watch, self._timer, *self._background):

@@ -1,0 +1,196 @@
+"""CLI to CLI across real NATs (tests/nat/netns.py): the path each connection takes.
+
+Every scenario runs ``rtcxfer serve`` (handing out ``iceServers``) and, where it
+says so, coturn with ``use-auth-secret`` on the "public" segment; the sender sits
+in home A (``a1``) and the listener in home B (``b1``), or both in home A.
+Each asserts the ``path`` event of both ends and the bytes received.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from nat.netns import (
+    PUBLIC_IP,
+    RTCXFER,
+    TURN_SECRET,
+    Home,
+    NsProcess,
+    World,
+    clean_env,
+    start_turn,
+    unavailable_reason,
+    wait_listening,
+)
+
+pytestmark = pytest.mark.slow
+
+SIGNALING_PORT = 9090
+TURN_PORT = 3478
+STUN_URL = f"stun:{PUBLIC_IP}:{TURN_PORT}"
+TURN_UDP = f"turn:{PUBLIC_IP}:{TURN_PORT}"
+TURN_TCP = f"turn:{PUBLIC_IP}:{TURN_PORT}?transport=tcp"
+SERVER = f"ws://{PUBLIC_IP}:{SIGNALING_PORT}"
+
+
+@pytest.fixture(scope="module")
+def netns_ok() -> None:
+    reason = unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+
+
+def events(process: NsProcess, name: str) -> list[dict]:
+    found = []
+    for line in list(process.stdout_lines):
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and event.get("event") == name:
+            found.append(event)
+    return found
+
+
+class Scenario:
+    """A world with the signaling server (and coturn) running in it."""
+
+    def __init__(self, world: World, tmp: Path) -> None:
+        self.world = world
+        self.tmp = tmp
+
+    def serve(self, *, stun: bool = True, turn: bool = True) -> None:
+        args = [*RTCXFER, "serve", "--host", PUBLIC_IP, "--port", str(SIGNALING_PORT)]
+        # coturn answers STUN too: it runs whenever the server hands out either.
+        if stun or turn:
+            self.turn = start_turn(self.world, TURN_PORT, self.tmp / "turn.log")
+            wait_listening(self.world, "pub", TURN_PORT, "udp")
+        if stun:
+            args += ["--stun", STUN_URL]
+        env = None
+        if turn:
+            args += ["--turn", TURN_UDP, "--turn", TURN_TCP, "--turn-ttl", "600"]
+            env = clean_env(RTCXFER_TURN_SECRET=TURN_SECRET)
+        self.server = self.world.start("pub", args, env=env)
+        self.server.wait_for_line(lambda line: line.startswith("ws://"))
+
+    def listen(self, host: str, name: str, *extra: str) -> tuple[NsProcess, Path]:
+        folder = self.tmp / f"in-{name}"
+        process = self.world.start(host, [*RTCXFER, "listen", "--server", SERVER, "--name",
+                                          name, "--dir", str(folder), "--yes", "--json",
+                                          *extra])
+        process.wait_for_line(lambda line: '"connected"' in line)
+        return process, folder
+
+    def send(self, host: str, peer: str, path: Path, *extra: str) -> NsProcess:
+        return self.world.start(host, [*RTCXFER, "send", "--server", SERVER, "--name",
+                                       f"from-{host}", "--json", *extra, peer, str(path)])
+
+
+@pytest.fixture
+def scenario(netns_ok: None, tmp_path: Path, request: pytest.FixtureRequest
+             ) -> Iterator[Scenario]:
+    a, b = request.param
+    with World(a, b) as world:
+        yield Scenario(world, tmp_path)
+
+
+def payload(tmp_path: Path, size: int = 300_000) -> Path:
+    path = tmp_path / "payload.bin"
+    path.write_bytes(os.urandom(size))
+    return path
+
+
+def transfer(scenario: Scenario, tmp_path: Path, *, sender_host: str = "a1",
+             listener_host: str = "b1", send_extra: tuple[str, ...] = ()
+             ) -> tuple[dict, dict]:
+    """Send one file; return the sender's and the listener's path events."""
+    listener, folder = scenario.listen(listener_host, "bob")
+    source = payload(tmp_path)
+    sender = scenario.send(sender_host, "bob", source, *send_extra)
+    code = sender.wait(90)
+    assert code == 0, (f"send failed ({code}):\n{sender.stderr}\n"
+                       f"listener:\n{listener.stderr}\n{listener.stdout}")
+    listener.wait_for_line(lambda line: '"summary"' in line, timeout=30)
+    received = folder / source.name
+    assert hashlib.sha256(received.read_bytes()).digest() == \
+        hashlib.sha256(source.read_bytes()).digest()
+    listener.wait_for_line(lambda line: '"path"' in line, timeout=10)
+    (sent_path,) = events(sender, "path")
+    (received_path,) = events(listener, "path")
+    for path in (sent_path, received_path):
+        assert set(path) >= {"kind", "local_type", "remote_type", "protocol", "relay"}
+    return sent_path, received_path
+
+
+@pytest.mark.parametrize("scenario", [(Home(), Home())], indirect=True)
+def test_endpoint_independent_nats_with_stun_connect_directly(
+        scenario: Scenario, tmp_path: Path) -> None:
+    scenario.serve(stun=True, turn=False)
+    sent, received = transfer(scenario, tmp_path)
+    for path in (sent, received):
+        assert path["kind"] == "direct", path
+        assert path["relay"] is None
+        assert path["protocol"] == "udp"
+        assert "srflx" in (path["local_type"], path["remote_type"]) or \
+            path["remote_type"] == "prflx", path
+    assert sent["local_type"] == "srflx", sent
+
+
+@pytest.mark.parametrize("scenario", [(Home(symmetric=True), Home(symmetric=True))],
+                         indirect=True)
+def test_symmetric_nats_are_relayed_over_udp(scenario: Scenario, tmp_path: Path) -> None:
+    scenario.serve()
+    sent, received = transfer(scenario, tmp_path)
+    assert sent["kind"] == received["kind"] == "relayed", (sent, received)
+    relaying = sent if sent["local_type"] == "relay" else received
+    assert relaying["relay"] == TURN_UDP
+    assert relaying["protocol"] == "udp"
+
+
+@pytest.mark.parametrize("scenario", [(Home(block_udp=True), Home())], indirect=True)
+def test_blocked_udp_is_relayed_over_turn_tcp(scenario: Scenario, tmp_path: Path) -> None:
+    scenario.serve()
+    sent, received = transfer(scenario, tmp_path)
+    assert sent == {**sent, "kind": "relayed", "local_type": "relay", "protocol": "tcp",
+                    "relay": TURN_TCP}, sent
+    assert received["kind"] == "relayed", received
+
+
+@pytest.mark.parametrize("scenario", [(Home(symmetric=True), Home(symmetric=True))],
+                         indirect=True)
+def test_no_turn_and_no_direct_path_fails_fast_with_exit_7(
+        scenario: Scenario, tmp_path: Path) -> None:
+    scenario.serve(stun=True, turn=False)
+    listener, folder = scenario.listen("b1", "bob")
+    sender = scenario.send("a1", "bob", payload(tmp_path, 1000))
+    started = time.monotonic()
+    code = sender.wait(60)
+    elapsed = time.monotonic() - started
+    assert code == 7, sender.stderr
+    assert STUN_URL in sender.stderr and "ICE servers tried" in sender.stderr, sender.stderr
+    assert "--turn" in sender.stderr
+    (error,) = events(sender, "error")
+    assert error["exit_code"] == 7
+    # ICE gets 10 s without an answering pair; exiting takes a few seconds more at most.
+    assert elapsed < 30, elapsed
+    assert not events(sender, "path")
+    failed = listener.wait_for_line(lambda line: '"transfer_failed"' in line, timeout=30)
+    assert "could not reach from-a1" in failed
+    assert not (folder / "payload.bin").exists()
+
+
+@pytest.mark.parametrize("scenario", [(Home(), Home())], indirect=True)
+def test_relay_only_on_a_lan_is_relayed(scenario: Scenario, tmp_path: Path) -> None:
+    scenario.serve()
+    sent, received = transfer(scenario, tmp_path, sender_host="a1", listener_host="a2",
+                              send_extra=("--relay-only",))
+    assert sent["kind"] == "relayed" and sent["local_type"] == "relay", sent
+    assert sent["relay"] == TURN_UDP
+    assert received["kind"] == "relayed" and received["remote_type"] == "relay", received
