@@ -144,6 +144,7 @@ class PeerSession:
         opened = asyncio.Event()
         channel.on("open", opened.set)
         await self.until(self._perform(self.negotiation.start()))
+        await self.until(self._connected.wait())
         try:
             await self.until(asyncio.wait_for(opened.wait(), self.connect_timeout))
         except TimeoutError:
