@@ -10,6 +10,10 @@ import { verificationCode } from "./verify.js";
 
 export const CHANNEL_LABEL = "rtcxfer/1";
 const CONNECT_TIMEOUT_MS = 30000;
+// The same rule as rtcxfer/peer/negotiation.py: ICE has failed when no candidate
+// pair answered within this long of the last thing that could create a pair (both
+// descriptions crossed, a remote candidate arrived).
+const ICE_CHECK_MS = 10000;
 // The offer/answer waits this long for ICE gathering so its SDP carries the
 // host candidates too (peers that do not trickle still connect); on loopback
 // and LAN, gathering finishes well before this.
@@ -35,6 +39,98 @@ export function newSessionId() {
   return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
 }
 
+/** The URLs of an iceServers list, in order. */
+export function iceServerUrls(iceServers) {
+  const urls = [];
+  for (const server of iceServers ?? []) {
+    const listed = typeof server?.urls === "string" ? [server.urls] : server?.urls;
+    if (Array.isArray(listed)) {
+      urls.push(...listed.filter((url) => typeof url === "string"));
+    }
+  }
+  return urls;
+}
+
+/** What a person reads when ICE found no path (docs/peer.md): what was tried, what to do. */
+export function noIcePathMessage(peer, iceServers, detail = "") {
+  const urls = iceServerUrls(iceServers);
+  const tried = urls.length > 0 ? urls.join(", ") : "no STUN or TURN server";
+  const why = detail ? ` (${detail})` : "";
+  if (!urls.some((url) => url.startsWith("turn"))) {
+    return `could not reach ${peer} directly${why}; ICE servers tried: ${tried}; ` +
+      "a TURN server relays between networks that cannot reach each other: " +
+      "use a signaling server started with --turn (docs/deploy.md)";
+  }
+  return `could not reach ${peer}${why}, not even through TURN; ICE servers tried: ` +
+    `${tried}; check that the TURN server is reachable from both networks`;
+}
+
+function turnHostPort(url) {
+  let rest = url.slice(url.indexOf(":") + 1).split("?")[0];
+  if (rest.startsWith("[")) {
+    return rest.includes("]:") ? rest : `${rest}:3478`;
+  }
+  if (!rest.includes(":")) {
+    rest += url.startsWith("turns:") ? ":5349" : ":3478";
+  }
+  return rest;
+}
+
+/** The path in the words and fields of rtcxfer's `path` event (docs/peer.md). */
+export function describePath(path) {
+  if (path.kind === "relayed") {
+    const transport = path.relay.startsWith("turns:") ? "tls" : path.protocol;
+    return `relayed via TURN ${turnHostPort(path.relay)} (${transport})`;
+  }
+  if (path.local_type === "host" && path.remote_type === "host") {
+    return "direct (LAN)";
+  }
+  return "direct through NAT";
+}
+
+/** The selected candidate pair of `pc` as a path; null if the browser does not say. */
+export async function selectedPath(pc) {
+  const stats = await pc.getStats();
+  let pair = null;
+  stats.forEach((report) => {
+    if (report.type === "transport" && report.selectedCandidatePairId) {
+      pair = stats.get(report.selectedCandidatePairId) ?? pair;
+    }
+  });
+  if (pair === null) {
+    stats.forEach((report) => {
+      if (report.type === "candidate-pair" && report.nominated && report.state === "succeeded") {
+        pair = pair ?? report;
+      }
+    });
+  }
+  const local = pair && stats.get(pair.localCandidateId);
+  const remote = pair && stats.get(pair.remoteCandidateId);
+  if (!local || !remote) {
+    return null;
+  }
+  const known = (type) => (["host", "srflx", "prflx", "relay"].includes(type) ? type : "host");
+  const path = {
+    kind: "direct",
+    local_type: known(local.candidateType),
+    remote_type: known(remote.candidateType),
+    protocol: local.protocol === "tcp" ? "tcp" : "udp",
+    relay: null,
+  };
+  if (path.local_type === "relay") {
+    path.kind = "relayed";
+    path.protocol = local.relayProtocol === "udp" ? "udp" : "tcp";
+    const host = local.address ?? local.ip;
+    path.relay = typeof local.url === "string" ? local.url : `turn:${host}:${local.port}`;
+  } else if (path.remote_type === "relay") {
+    path.kind = "relayed";
+    path.protocol = "udp";
+    const host = remote.address ?? remote.ip;
+    path.relay = `turn:${host.includes(":") ? `[${host}]` : host}:${remote.port}`;
+  }
+  return path;
+}
+
 export function sessionKey(peer, session) {
   return JSON.stringify([peer, session]);
 }
@@ -46,7 +142,15 @@ export class PeerSession {
    * @param {string} session   the session id ("" for clients without sessions)
    * @param {"offerer"|"answerer"} role
    */
-  constructor(signaling, peer, session, role, iceServers = []) {
+  constructor(signaling, peer, session, role, options = {}) {
+    const { iceServers = [], relayOnly = false } = Array.isArray(options)
+      ? { iceServers: options }
+      : options;
+    this.iceServers = iceServers;
+    this.path = null;
+    this.onPath = null;
+    this.iceTimer = null;
+    this.iceDeadlineArmed = false;
     this.signaling = signaling;
     this.peer = peer;
     this.session = session;
@@ -66,7 +170,10 @@ export class PeerSession {
     // the verification code is computed from these instead.
     this.offerSdp = null;
     this.answerSdp = null;
-    this.pc = new RTCPeerConnection({ iceServers });
+    this.pc = new RTCPeerConnection({
+      iceServers,
+      iceTransportPolicy: relayOnly ? "relay" : "all",
+    });
     this.pc.addEventListener("icecandidate", (event) => this.onLocalCandidate(event.candidate));
 
     let openChannel;
@@ -80,12 +187,25 @@ export class PeerSession {
     this.openChannel = openChannel;
     this.failChannel = failChannel;
     this.connectTimer = setTimeout(() => {
-      this.fail(`could not connect to ${peer}: no network path was found in time`);
+      this.fail(noIcePathMessage(peer, iceServers, `not connected within ${CONNECT_TIMEOUT_MS / 1000} s`));
     }, CONNECT_TIMEOUT_MS);
 
+    this.pc.addEventListener("iceconnectionstatechange", () => {
+      const ice = this.pc.iceConnectionState;
+      if (ice === "connected" || ice === "completed") {
+        clearTimeout(this.iceTimer);
+        this.iceDeadlineArmed = false;
+      } else if (ice === "failed" && !this.connected) {
+        this.fail(noIcePathMessage(peer, iceServers, "ICE failed"));
+      }
+    });
     this.pc.addEventListener("connectionstatechange", () => {
       if (this.pc.connectionState === "failed") {
-        this.fail(`the connection to ${peer} failed (no ICE path between the two peers)`);
+        this.fail(this.connected
+          ? `lost the connection to ${peer}`
+          : noIcePathMessage(peer, iceServers, "ICE failed"));
+      } else if (this.pc.connectionState === "connected" && this.path === null) {
+        this.reportPath();
       }
     });
     if (role === "answerer") {
@@ -114,6 +234,7 @@ export class PeerSession {
     await this.pc.setLocalDescription(await this.pc.createAnswer());
     await this.gatheringSettled();
     this.sendDescription("answer");
+    this.armIceDeadline();
   }
 
   /** Sender side: apply the relayed answer. */
@@ -124,9 +245,42 @@ export class PeerSession {
     this.answerSdp = answer.sdp;
     await this.pc.setRemoteDescription(answer);
     await this.remoteDescriptionApplied();
+    this.armIceDeadline();
+  }
+
+  /** (Re)start the ICE deadline: both descriptions crossed, or a new remote candidate. */
+  armIceDeadline() {
+    const ice = this.pc.iceConnectionState;
+    if (this.closed || this.connected || ice === "connected" || ice === "completed") {
+      return;
+    }
+    this.iceDeadlineArmed = true;
+    clearTimeout(this.iceTimer);
+    this.iceTimer = setTimeout(() => {
+      this.fail(noIcePathMessage(this.peer, this.iceServers,
+        `no candidate pair answered within ${ICE_CHECK_MS / 1000} s`));
+    }, ICE_CHECK_MS);
+  }
+
+  async reportPath() {
+    if (this.pathRequested) {
+      return;
+    }
+    this.pathRequested = true;
+    try {
+      this.path = await selectedPath(this.pc);
+    } catch {
+      this.path = null;
+    }
+    if (this.path !== null && typeof this.onPath === "function") {
+      this.onPath(this.path);
+    }
   }
 
   async addRemoteCandidate(candidate) {
+    if (this.iceDeadlineArmed) {
+      this.armIceDeadline();
+    }
     if (!this.remoteDescriptionSet) {
       this.queuedRemoteCandidates.push(candidate);
       return;
@@ -218,7 +372,11 @@ export class PeerSession {
     channel.binaryType = "arraybuffer";
     channel.addEventListener("open", () => {
       clearTimeout(this.connectTimer);
+      clearTimeout(this.iceTimer);
       this.connected = true;
+      if (this.path === null) {
+        this.reportPath();
+      }
       this.openChannel(channel);
     });
     channel.addEventListener("close", () => {
@@ -233,6 +391,7 @@ export class PeerSession {
 
   fail(message) {
     clearTimeout(this.connectTimer);
+    clearTimeout(this.iceTimer);
     this.failChannel(new ConnectionFailed(message));
   }
 
