@@ -25,6 +25,8 @@ export const CloseReason = Object.freeze({
   CANCELLED: "cancelled",
   PEER_LEFT: "peer-left",
   PEER_OFFLINE: "peer-offline",
+  // The peer left while ICE was still checking: it found no path either.
+  NO_ICE_PATH: "no-ice-path",
 });
 
 export class ConnectionFailed extends Error {
@@ -404,6 +406,11 @@ export class PeerSession {
       return;
     }
     this.closed = true;
+    if (reason === CloseReason.PEER_LEFT && this.iceDeadlineArmed && !this.connected) {
+      reason = CloseReason.NO_ICE_PATH;
+      this.fail(noIcePathMessage(this.peer, this.iceServers,
+        `${this.peer} gave up while ICE was checking`));
+    }
     this.closeReason = reason;
     this.fail(`the connection to ${this.peer} was closed`);
     if (reason === CloseReason.LOCAL || reason === CloseReason.CANCELLED) {
