@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator
 
@@ -129,3 +130,79 @@ def test_no_ice_path_names_what_was_tried_and_what_to_do() -> None:
 
 def test_local_networks_include_loopback() -> None:
     assert "127.0.0.0/8" in local_networks()
+
+
+# -- credentials refreshed over a real server -------------------------------------
+
+
+@pytest.fixture
+async def ice_server() -> AsyncIterator[tuple[str, list[float]]]:
+    """An in-process server handing out TURN credentials; each login/refresh 100 s later."""
+    import itertools
+    import time
+
+    from rtcxfer.server import ServerConfig, SignalingServer
+    from rtcxfer.server.ice import IceServerPolicy
+
+    base = time.time() - 59  # the first credentials expire a second from now
+    counter = itertools.count()
+    issued: list[float] = []
+
+    def clock() -> float:
+        issued.append(base + 100 * next(counter))
+        return issued[-1]
+
+    policy = IceServerPolicy(turn=("turn:127.0.0.1:9",), turn_secret="s", turn_ttl=60)
+    server = SignalingServer(ServerConfig(host="127.0.0.1", port=0,
+                                          login_reply_extras=policy.login_reply_extras(clock)))
+    await server.start()
+    try:
+        yield server.url, issued
+    finally:
+        await server.close()
+
+
+async def test_signaling_client_refreshes_ice_servers(
+        ice_server: tuple[str, list[float]]) -> None:
+    from rtcxfer.peer.signaling import SignalingClient
+
+    url, issued = ice_server
+    client = SignalingClient(url, "dora")
+    await client.connect()
+    try:
+        first = server_ice_urls(client.ice_servers)
+        assert first[0].username == f"{int(issued[0]) + 60}:dora"
+        assert await client.refresh_ice_servers()
+        second = server_ice_urls(client.ice_servers)
+        assert second[0].username == f"{int(issued[1]) + 60}:dora"
+        assert credentials_expiry(second) == int(issued[1]) + 60
+    finally:
+        await client.close()
+
+
+async def test_listener_refreshes_credentials_before_they_expire(
+        ice_server: tuple[str, list[float]], tmp_path, monkeypatch) -> None:
+    from rtcxfer.peer import listener as listener_module
+    from rtcxfer.peer.client import ClientOptions
+    from rtcxfer.peer.listener import Listener, ListenOptions
+    from rtcxfer.progress import Output
+
+    monkeypatch.setattr(listener_module, "MIN_REFRESH_SECONDS", 0.1)
+    url, issued = ice_server
+    listener = Listener(ClientOptions(server=url, name="erin"),
+                        ListenOptions(download_dir=tmp_path), Output.from_flags(
+                            json_events=True, quiet=True))
+    running = asyncio.create_task(listener.run())
+    try:
+        await asyncio.wait_for(listener.ready.wait(), 10)
+        assert listener.ice_plan.turn is not None
+        first = listener.ice_plan.turn.username
+        for _ in range(100):  # bounded: 10 s
+            if listener.ice_plan.turn.username != first:
+                break
+            await asyncio.sleep(0.1)
+        assert listener.ice_plan.turn.username == f"{int(issued[1]) + 60}:erin"
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
