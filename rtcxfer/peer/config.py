@@ -191,6 +191,12 @@ async def plan_ice(options: IceOptions, server_urls: Sequence[IceUrl] = ()) -> I
         if not await udp_reachable(parsed["host"], parsed["port"]):
             turn = next(u for u in turns if not u.over_udp)
             logger.info("no UDP answer from %s: using %s", parsed["host"], turn.url)
+    if stun is None and turn is not None and turn.over_udp and not options.relay_only:
+        # A TURN server answers STUN on its UDP port: without a STUN URL aiortc would
+        # gather no server-reflexive candidate, and NATed peers would always relay.
+        parsed = parse_stun_turn_uri(turn.url)
+        host = f"[{parsed['host']}]" if ":" in parsed["host"] else parsed["host"]
+        stun = IceUrl(f"stun:{host}:{parsed['port']}", from_server=turn.from_server)
     if options.relay_only and turn is None:
         raise IceServerError("--relay-only needs a TURN server, and neither the signaling "
                              "server nor --turn offers one")

@@ -82,6 +82,14 @@ async def test_turn_over_udp_when_the_server_answers_udp(stun_port: int) -> None
     assert configuration.iceServers[1].username == "1900000000:alice"
 
 
+async def test_a_udp_turn_server_doubles_as_stun(stun_port: int) -> None:
+    only_turn = server_list(stun_port)[1:]
+    plan = await plan_ice(IceOptions(), server_ice_urls(only_turn))
+    assert plan.stun == IceUrl(f"stun:127.0.0.1:{stun_port}", from_server=True)
+    relay_only = await plan_ice(IceOptions(relay_only=True), server_ice_urls(only_turn))
+    assert relay_only.stun is None
+
+
 async def test_turn_over_tcp_when_udp_gets_no_answer() -> None:
     port = silent_port()
     plan = await plan_ice(IceOptions(), server_ice_urls(server_list(port)))
