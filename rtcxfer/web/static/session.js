@@ -6,6 +6,7 @@
 // with `null`; remote candidates that arrive before the remote description are
 // queued (docs/protocol.md, "Candidates").
 
+import { EndReason, Negotiation } from "./negotiation.js";
 import { verificationCode } from "./verify.js";
 
 export const CHANNEL_LABEL = "rtcxfer/1";
@@ -35,6 +36,8 @@ export class ConnectionFailed extends Error {
     this.name = "ConnectionFailed";
   }
 }
+
+const now = () => performance.now() / 1000;
 
 export function newSessionId() {
   const bytes = crypto.getRandomValues(new Uint8Array(8));
@@ -139,30 +142,35 @@ export function sessionKey(peer, session) {
 
 export class PeerSession {
   /**
+   * Follows the pure Negotiation machine (negotiation.js): every event goes to
+   * the machine, and its actions are carried out here, one after another.
+   *
    * @param {import("./signaling.js").SignalingClient} signaling
    * @param {string} peer      the other user's name
    * @param {string} session   the session id ("" for clients without sessions)
    * @param {"offerer"|"answerer"} role
+   * @param {{iceServers?: object[], relayOnly?: boolean}|object[]} options
    */
   constructor(signaling, peer, session, role, options = {}) {
     const { iceServers = [], relayOnly = false } = Array.isArray(options)
       ? { iceServers: options }
       : options;
-    this.iceServers = iceServers;
-    this.path = null;
-    this.onPath = null;
-    this.iceTimer = null;
-    this.iceDeadlineArmed = false;
     this.signaling = signaling;
     this.peer = peer;
     this.session = session;
     this.role = role;
     this.key = sessionKey(peer, session);
+    this.iceServers = iceServers;
+    this.machine = new Negotiation(role, now(), CONNECT_TIMEOUT_MS / 1000, ICE_CHECK_MS / 1000);
     this.closed = false;
     this.closeReason = null;
-    this.connected = false;
-    this.remoteDescriptionSet = false;
-    this.queuedRemoteCandidates = [];
+    this.connected = false; // the data channel is open
+    this.path = null;
+    this.onPath = null;
+    this.pathRequested = false;
+    this.timer = null;
+    // Actions run one after another, in the order their events arrived.
+    this.work = Promise.resolve();
     // Local candidates wait here until the offer/answer itself went out, so
     // the other side knows the session before its first candidate arrives.
     this.queuedLocalCandidates = [];
@@ -188,26 +196,20 @@ export class PeerSession {
     this.channel.catch(() => {});
     this.openChannel = openChannel;
     this.failChannel = failChannel;
-    this.connectTimer = setTimeout(() => {
-      this.fail(noIcePathMessage(peer, iceServers, `not connected within ${CONNECT_TIMEOUT_MS / 1000} s`));
-    }, CONNECT_TIMEOUT_MS);
 
     this.pc.addEventListener("iceconnectionstatechange", () => {
       const ice = this.pc.iceConnectionState;
-      if (ice === "connected" || ice === "completed") {
-        clearTimeout(this.iceTimer);
-        this.iceDeadlineArmed = false;
-      } else if (ice === "failed" && !this.connected) {
-        this.fail(noIcePathMessage(peer, iceServers, "ICE failed"));
+      if (ice === "failed") {
+        this.run(this.machine.iceState("failed"));
+      } else if (ice === "connected" || ice === "completed") {
+        this.machine.checksSucceeded();
+        this.schedule();
       }
     });
     this.pc.addEventListener("connectionstatechange", () => {
-      if (this.pc.connectionState === "failed") {
-        this.fail(this.connected
-          ? `lost the connection to ${peer}`
-          : noIcePathMessage(peer, iceServers, "ICE failed"));
-      } else if (this.pc.connectionState === "connected" && this.path === null) {
-        this.reportPath();
+      const connection = this.pc.connectionState;
+      if (connection !== "closed" || !this.closed) {
+        this.run(this.machine.iceState(connection));
       }
     });
     if (role === "answerer") {
@@ -217,77 +219,123 @@ export class PeerSession {
         }
       });
     }
+    this.schedule();
   }
 
   /** Sender side: create the channel, send the offer; resolves once the offer went out. */
   async start() {
     const channel = this.pc.createDataChannel(CHANNEL_LABEL, { ordered: true });
     this.watchChannel(channel);
-    await this.pc.setLocalDescription(await this.pc.createOffer());
-    await this.gatheringSettled();
-    this.sendDescription("offer");
+    await this.run(this.machine.start());
   }
 
   /** Receiver side: apply a relayed offer and answer it. */
   async answer(offer) {
-    this.offerSdp = offer.sdp;
-    await this.pc.setRemoteDescription(offer);
-    await this.remoteDescriptionApplied();
-    await this.pc.setLocalDescription(await this.pc.createAnswer());
-    await this.gatheringSettled();
-    this.sendDescription("answer");
-    this.armIceDeadline();
+    await this.run(this.machine.descriptionReceived("offer", offer));
   }
 
   /** Sender side: apply the relayed answer. */
   async acceptAnswer(answer) {
-    if (this.pc.signalingState !== "have-local-offer") {
-      return;
-    }
-    this.answerSdp = answer.sdp;
-    await this.pc.setRemoteDescription(answer);
-    await this.remoteDescriptionApplied();
-    this.armIceDeadline();
-  }
-
-  /** (Re)start the ICE deadline: both descriptions crossed, or a new remote candidate. */
-  armIceDeadline() {
-    const ice = this.pc.iceConnectionState;
-    if (this.closed || this.connected || ice === "connected" || ice === "completed") {
-      return;
-    }
-    this.iceDeadlineArmed = true;
-    clearTimeout(this.iceTimer);
-    this.iceTimer = setTimeout(() => {
-      this.fail(noIcePathMessage(this.peer, this.iceServers,
-        `no candidate pair answered within ${ICE_CHECK_MS / 1000} s`));
-    }, ICE_CHECK_MS);
-  }
-
-  async reportPath() {
-    if (this.pathRequested) {
-      return;
-    }
-    this.pathRequested = true;
-    try {
-      this.path = await selectedPath(this.pc);
-    } catch {
-      this.path = null;
-    }
-    if (this.path !== null && typeof this.onPath === "function") {
-      this.onPath(this.path);
-    }
+    await this.run(this.machine.descriptionReceived("answer", answer));
   }
 
   async addRemoteCandidate(candidate) {
-    if (this.iceDeadlineArmed) {
-      this.armIceDeadline();
+    await this.run(this.machine.candidateReceived(candidate, now()));
+  }
+
+  /** Queue the machine's actions behind those of earlier events; resolves when they ran. */
+  run(actions) {
+    this.work = this.work.then(() => this.perform(actions));
+    this.schedule();
+    return this.work;
+  }
+
+  async perform(actions) {
+    const queue = [...actions];
+    while (queue.length > 0) {
+      const action = queue.shift();
+      try {
+        queue.unshift(...await this.carryOut(action));
+      } catch (error) {
+        queue.unshift(...this.machine.failed(error?.message ?? String(error)));
+      }
     }
-    if (!this.remoteDescriptionSet) {
-      this.queuedRemoteCandidates.push(candidate);
+    this.schedule();
+  }
+
+  /** One action; returns the actions the machine answers with. */
+  async carryOut(action) {
+    switch (action.type) {
+      case "make-description": {
+        if (this.closed) {
+          return [];
+        }
+        const description = action.kind === "offer"
+          ? await this.pc.createOffer()
+          : await this.pc.createAnswer();
+        await this.pc.setLocalDescription(description);
+        await this.gatheringSettled();
+        this.sendDescription(action.kind);
+        return this.machine.localDescriptionSent(now());
+      }
+      case "apply-remote-description":
+        if (action.kind === "offer") {
+          this.offerSdp = action.sdp;
+        } else {
+          this.answerSdp = action.sdp;
+        }
+        await this.pc.setRemoteDescription({ type: action.kind, sdp: action.sdp });
+        return this.machine.remoteDescriptionApplied(now());
+      case "add-remote-candidate":
+        await this.applyRemoteCandidate(action.init);
+        return [];
+      case "connected":
+        this.reportPath();
+        return [];
+      case "end":
+        this.onEnd(action);
+        return [];
+      default:
+        return [];
+    }
+  }
+
+  onEnd({ reason, detail }) {
+    const peer = this.peer;
+    switch (reason) {
+      case EndReason.NO_ICE_PATH:
+        this.fail(noIcePathMessage(peer, this.iceServers, detail.replace("the peer", peer)));
+        break;
+      case EndReason.CONNECTION_LOST:
+        this.fail(`lost the connection to ${peer}`);
+        break;
+      case EndReason.CONNECTION_CLOSED:
+        this.fail(`the connection to ${peer} closed`);
+        break;
+      case EndReason.MALFORMED:
+        this.fail(`${peer} sent ${detail}`);
+        break;
+      case EndReason.NEGOTIATION_FAILED:
+        this.fail(`negotiation with ${peer} failed: ${detail}`);
+        break;
+      case EndReason.PEER_LEFT:
+        this.fail(`${peer} left`);
+        break;
+      default:
+        this.fail(`the connection to ${peer} was closed`);
+    }
+  }
+
+  /** Wake the machine when its deadline comes (connect timeout, ICE check deadline). */
+  schedule() {
+    clearTimeout(this.timer);
+    const deadline = this.machine.deadline();
+    if (deadline === null) {
       return;
     }
-    await this.applyRemoteCandidate(candidate);
+    this.timer = setTimeout(() => {
+      this.run(this.machine.tick(now()));
+    }, Math.max(0, (deadline - now()) * 1000) + 5);
   }
 
   async applyRemoteCandidate(candidate) {
@@ -309,12 +357,18 @@ export class PeerSession {
     }
   }
 
-  async remoteDescriptionApplied() {
-    this.remoteDescriptionSet = true;
-    const queued = this.queuedRemoteCandidates;
-    this.queuedRemoteCandidates = [];
-    for (const candidate of queued) {
-      await this.applyRemoteCandidate(candidate);
+  async reportPath() {
+    if (this.pathRequested) {
+      return;
+    }
+    this.pathRequested = true;
+    try {
+      this.path = await selectedPath(this.pc);
+    } catch {
+      this.path = null;
+    }
+    if (this.path !== null && typeof this.onPath === "function") {
+      this.onPath(this.path);
     }
   }
 
@@ -373,12 +427,8 @@ export class PeerSession {
   watchChannel(channel) {
     channel.binaryType = "arraybuffer";
     channel.addEventListener("open", () => {
-      clearTimeout(this.connectTimer);
-      clearTimeout(this.iceTimer);
       this.connected = true;
-      if (this.path === null) {
-        this.reportPath();
-      }
+      this.run(this.machine.iceState("connected"));
       this.openChannel(channel);
     });
     channel.addEventListener("close", () => {
@@ -392,8 +442,7 @@ export class PeerSession {
   }
 
   fail(message) {
-    clearTimeout(this.connectTimer);
-    clearTimeout(this.iceTimer);
+    clearTimeout(this.timer);
     this.failChannel(new ConnectionFailed(message));
   }
 
@@ -405,12 +454,16 @@ export class PeerSession {
     if (this.closed) {
       return;
     }
-    this.closed = true;
-    if (reason === CloseReason.PEER_LEFT && this.iceDeadlineArmed && !this.connected) {
-      reason = CloseReason.NO_ICE_PATH;
-      this.fail(noIcePathMessage(this.peer, this.iceServers,
-        `${this.peer} gave up while ICE was checking`));
+    if (reason === CloseReason.PEER_LEFT) {
+      // A peer that leaves while ICE is still checking found no path either.
+      const [ending] = this.machine.leaveReceived();
+      if (ending?.reason === EndReason.NO_ICE_PATH) {
+        reason = CloseReason.NO_ICE_PATH;
+        this.onEnd(ending);
+      }
     }
+    this.machine.end(EndReason.CLOSED);
+    this.closed = true;
     this.closeReason = reason;
     this.fail(`the connection to ${this.peer} was closed`);
     if (reason === CloseReason.LOCAL || reason === CloseReason.CANCELLED) {
