@@ -34,6 +34,7 @@ from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from aiortc.rtcicetransport import parse_stun_turn_uri
 
 from rtcxfer.errors import RtcxferError
+from rtcxfer.server.ice import check_url
 
 logger = logging.getLogger(__name__)
 
@@ -74,11 +75,22 @@ def _normalise(url: str, schemes: tuple[str, ...], option: str) -> str:
 
 def _checked(url: str, option: str) -> str:
     try:
-        parse_stun_turn_uri(url)
+        _usable(url)
     except ValueError:
         raise IceServerError(f"{option} {url!r}: expected a {url.split(':')[0]}:HOST[:PORT] "
                              "URL") from None
     return url
+
+
+def _usable(url: str) -> None:
+    """Raise ValueError unless both a browser and aiortc accept ``url``.
+
+    The strict grammar of :func:`rtcxfer.server.ice.check_url` (host names of
+    letters, digits, dots and dashes) also keeps what a server sends printable:
+    the URLs appear in messages on the terminal.
+    """
+    check_url(url, ("stun", "stuns", "turn", "turns"))
+    parse_stun_turn_uri(url)
 
 
 @dataclass(frozen=True)
@@ -115,9 +127,10 @@ def server_ice_urls(value: Any) -> list[IceUrl]:
             if not isinstance(url, str):
                 continue
             try:
-                parse_stun_turn_uri(url)
+                _usable(url)
             except ValueError:
-                logger.info("ignoring ICE server URL %r from the server", url)
+                # repr(): the URL came from outside and goes to a log.
+                logger.info("ignoring ICE server URL %r from the server", url[:200])
                 continue
             if url.startswith("turn") and not (isinstance(username, str)
                                                and isinstance(credential, str)):

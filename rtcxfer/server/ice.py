@@ -27,7 +27,7 @@ DEFAULT_TURN_TTL = 3600
 # scheme:host[:port][?transport=udp|tcp]; host may be [IPv6]. What browsers accept.
 _URL = re.compile(
     r"^(?P<scheme>stuns?|turns?):(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)"
-    r"(?::(?P<port>[0-9]{1,5}))?(?:\?transport=(?P<transport>udp|tcp))?$"
+    r"(?::(?P<port>[0-9]{1,5}))?(?:\?transport=(?P<transport>udp|tcp))?"
 )
 
 
@@ -37,7 +37,7 @@ class IceUrlError(ValueError):
 
 def check_url(url: str, schemes: tuple[str, ...]) -> str:
     """Return ``url`` if it is a well-formed ``scheme:host[:port][?transport=...]``."""
-    match = _URL.match(url)
+    match = _URL.fullmatch(url)
     if match is None or match.group("scheme") not in schemes:
         raise IceUrlError(
             f"{url!r} is not a {' or '.join(s + ':HOST[:PORT]' for s in schemes)} URL")

@@ -63,7 +63,8 @@ def test_server_ice_urls_skip_what_is_unusable() -> None:
     urls = server_ice_urls([
         {"urls": "stun:a.example"},
         {"urls": ["turn:b.example"], "username": "u"},  # no credential: skipped
-        {"urls": ["http://c.example", 7, "turn:d.example?transport=tcp"],
+        {"urls": ["http://c.example", 7, "turn:d.example?transport=tcp",
+                  "stun:\x1b[31mred.example", "turn:e.example?transport=udp\n"],
          "username": "9:u", "credential": "p"},
         "garbage",
     ])

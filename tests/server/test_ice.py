@@ -56,7 +56,8 @@ def test_good_turn_urls(url: str) -> None:
 
 
 @pytest.mark.parametrize("url", ["stun:host", "turn:", "turn://host", "turn:host:99999",
-                                 "turn:host?transport=sctp", "http://host", "turn:ho st"])
+                                 "turn:host?transport=sctp", "http://host", "turn:ho st",
+                                 "turn:host\n"])
 def test_bad_turn_urls(url: str) -> None:
     with pytest.raises(IceUrlError):
         check_url(url, ("turn", "turns"))
