@@ -9,7 +9,6 @@ Each asserts the ``path`` event of both ends and the bytes received.
 from __future__ import annotations
 
 import hashlib
-import time
 from pathlib import Path
 
 import pytest
@@ -79,18 +78,18 @@ def test_blocked_udp_is_relayed_over_turn_tcp(scenario: Scenario, tmp_path: Path
 def test_no_turn_and_no_direct_path_fails_fast_with_exit_7(
         scenario: Scenario, tmp_path: Path) -> None:
     scenario.serve(stun=True, turn=False)
-    listener, folder = scenario.listen("b1", "bob")
-    sender = scenario.send("a1", "bob", payload(tmp_path, 1000))
-    started = time.monotonic()
-    code = sender.wait(60)
-    elapsed = time.monotonic() - started
+    listener, folder = scenario.listen("b1", "bob", "--connect-timeout", "600")
+    # A connect timeout far away: the failure must come from ICE failing (no pair
+    # answered within 10 s, on one side or the other), not from the clock running out.
+    sender = scenario.send("a1", "bob", payload(tmp_path, 1000), "--connect-timeout", "600")
+    code = sender.wait(300)
     assert code == 7, sender.stderr
-    assert STUN_URL in sender.stderr and "ICE servers tried" in sender.stderr, sender.stderr
+    assert ("no candidate pair answered within 10 s" in sender.stderr
+            or "bob gave up while ICE was checking" in sender.stderr), sender.stderr
+    assert f"ICE servers tried: {STUN_URL}" in sender.stderr, sender.stderr
     assert "--turn" in sender.stderr
     (error,) = events(sender, "error")
     assert error["exit_code"] == 7
-    # ICE gets 10 s without an answering pair; exiting takes a few seconds more at most.
-    assert elapsed < 30, elapsed
     assert not events(sender, "path")
     failed = listener.wait_for_line(lambda line: '"transfer_failed"' in line, timeout=30)
     assert "could not reach from-a1" in failed
