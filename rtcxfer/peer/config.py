@@ -204,6 +204,10 @@ async def plan_ice(options: IceOptions, server_urls: Sequence[IceUrl] = ()) -> I
         if not await udp_reachable(parsed["host"], parsed["port"]):
             turn = next(u for u in turns if not u.over_udp)
             logger.info("no UDP answer from %s: using %s", parsed["host"], turn.url)
+            if stun is not None and parse_stun_turn_uri(stun.url)["host"] == parsed["host"]:
+                # That host does not answer over UDP: its STUN would only hold up
+                # gathering for aioice's whole 5 s timeout.
+                stun = None
     if stun is None and turn is not None and turn.over_udp and not options.relay_only:
         # A TURN server answers STUN on its UDP port: without a STUN URL aiortc would
         # gather no server-reflexive candidate, and NATed peers would always relay.

@@ -95,6 +95,7 @@ async def test_turn_over_tcp_when_udp_gets_no_answer() -> None:
     port = silent_port()
     plan = await plan_ice(IceOptions(), server_ice_urls(server_list(port)))
     assert plan.turn is not None and plan.turn.url == f"turn:127.0.0.1:{port}?transport=tcp"
+    assert plan.stun is None  # the same host: it does not answer over UDP
 
 
 async def test_own_servers_come_first_and_no_server_ice_drops_the_servers(
