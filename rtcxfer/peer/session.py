@@ -36,7 +36,7 @@ from aiortc import (
 )
 
 from rtcxfer.errors import NoIcePath, RtcxferError, ServerUnreachable, TransferFailed
-from rtcxfer.peer import loopback
+from rtcxfer.peer import direct_first, loopback
 from rtcxfer.peer.candidates import CandidateError, candidate_from_init, candidate_to_init
 from rtcxfer.peer.config import IcePlan, local_networks
 from rtcxfer.peer.negotiation import (
@@ -103,6 +103,7 @@ class PeerSession:
         ice_plan: IcePlan | None = None,
     ) -> None:
         loopback.install()
+        direct_first.install()
         loop = asyncio.get_running_loop()
         self.signaling = signaling
         self.peer = peer

@@ -53,6 +53,16 @@ def test_endpoint_independent_nats_with_stun_connect_directly(
     assert sent["local_type"] == "srflx", sent
 
 
+@pytest.mark.parametrize("scenario", [(Home(), Home())], indirect=True)
+def test_direct_through_nat_wins_over_turn_when_both_work(
+        scenario: Scenario, tmp_path: Path) -> None:
+    """With TURN offered too, the relay is held back while the direct pairs may answer."""
+    scenario.serve(stun=True, turn=True)
+    sent, received = transfer(scenario, tmp_path)
+    assert sent["kind"] == received["kind"] == "direct", (sent, received)
+    assert sent["local_type"] == "srflx", sent
+
+
 @pytest.mark.parametrize("scenario", [(Home(symmetric=True), Home(symmetric=True))],
                          indirect=True)
 def test_symmetric_nats_are_relayed_over_udp(scenario: Scenario, tmp_path: Path) -> None:
