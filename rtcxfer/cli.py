@@ -64,10 +64,21 @@ def cli() -> None:
 @click.option("--rate-limit", type=click.FloatRange(min=1), default=100.0, show_default=True,
               help="Messages per second per connection (bursts of five seconds' worth); "
                    "a client above it is closed with 1008.")
+@click.option("--stun", "stun_urls", multiple=True, metavar="URL",
+              help="STUN server handed to every client at login (repeatable).")
+@click.option("--turn", "turn_urls", multiple=True, metavar="URL",
+              help="TURN server handed out with short-lived credentials (repeatable: "
+                   "turn:HOST:3478, turn:HOST:3478?transport=tcp, turns:HOST:5349).")
+@click.option("--turn-secret", envvar="RTCXFER_TURN_SECRET", default=None,
+              help="coturn's static-auth-secret, to mint TURN credentials; never sent "
+                   "[env: RTCXFER_TURN_SECRET].")
+@click.option("--turn-ttl", type=click.IntRange(min=60), default=3600, show_default=True,
+              metavar="SECONDS", help="Lifetime of the TURN credentials handed out.")
 @click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True)
 def serve(host: str, port: int, max_users: int, token: str | None, certfile: Path | None,
           keyfile: Path | None, allowed_origins: tuple[str, ...], rate_limit: float,
-          log_level: str) -> None:
+          stun_urls: tuple[str, ...], turn_urls: tuple[str, ...], turn_secret: str | None,
+          turn_ttl: int, log_level: str) -> None:
     """Run the signaling server (and the browser page on the same port).
 
     \b
@@ -76,11 +87,19 @@ def serve(host: str, port: int, max_users: int, token: str | None, certfile: Pat
       rtcxfer serve --host 0.0.0.0 --token s3cret # reachable from the LAN, logins need the token
       rtcxfer serve --certfile cert.pem --keyfile key.pem --port 443
     """
+    import time
+
+    from rtcxfer.server.ice import IceServerPolicy, IceUrlError
     from rtcxfer.server.runner import load_tls, serve_main
     from rtcxfer.server.server import ServerConfig
 
     if keyfile is not None and certfile is None:
         raise click.UsageError("--keyfile needs --certfile")
+    try:
+        ice = IceServerPolicy(stun=stun_urls, turn=turn_urls, turn_secret=turn_secret or None,
+                              turn_ttl=turn_ttl)
+    except IceUrlError as error:
+        raise click.UsageError(str(error)) from None
     if token == "":
         raise click.UsageError("--token must not be empty")
     configure_logging(log_level)
@@ -96,6 +115,7 @@ def serve(host: str, port: int, max_users: int, token: str | None, certfile: Pat
         allowed_origins=frozenset(allowed_origins),
         message_rate=rate_limit,
         message_burst=max(1, round(RATE_BURST_SECONDS * rate_limit)),
+        login_reply_extras=ice.login_reply_extras(time.time) if ice.enabled else None,
     )
     serve_main(config)
 
@@ -168,6 +188,10 @@ _CONNECTION_OPTIONS = [
     click.option("--turn-password", envvar="RTCXFER_TURN_PASSWORD", default=None,
                  show_envvar=True,
                  help="TURN password (the variable keeps it out of `ps`)."),
+    click.option("--no-server-ice", is_flag=True,
+                 help="Ignore the STUN/TURN servers the signaling server hands out."),
+    click.option("--relay-only", is_flag=True,
+                 help="Connect only through TURN: the peer never learns your address."),
     click.option("--connect-timeout", type=click.FloatRange(min=1), default=30.0,
                  show_default=True, metavar="SECONDS",
                  help="Give up on reaching a peer after this long."),
@@ -210,7 +234,15 @@ def _peer_setup(params: dict[str, Any]) -> tuple[Any, Any]:
     output = Output.from_flags(json_events=params.pop("json_events"), quiet=params.pop("quiet"))
     ice = IceOptions(stun=params.pop("stun", ()), turn=params.pop("turn", ()),
                      turn_user=params.pop("turn_user", None),
-                     turn_password=params.pop("turn_password", None))
+                     turn_password=params.pop("turn_password", None),
+                     use_server_ice=not params.pop("no_server_ice", False),
+                     relay_only=params.pop("relay_only", False))
+    from rtcxfer.peer.config import IceServerError, own_ice_urls
+
+    try:
+        own_ice_urls(ice)  # a malformed --stun/--turn, or --turn without its user: exit 2
+    except IceServerError as error:
+        raise click.UsageError(str(error)) from None
     client = ClientOptions(server=params.pop("server"), name=params.pop("name", None),
                            token=params.pop("token"), ice=ice,
                            connect_timeout=params.pop("connect_timeout", CONNECT_TIMEOUT))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import sys
 from collections.abc import Sequence
@@ -37,11 +38,11 @@ from rtcxfer.errors import (
     TransferFailed,
 )
 from rtcxfer.peer.client import ClientOptions
-from rtcxfer.peer.config import rtc_configuration
+from rtcxfer.peer.config import own_ice_urls, plan_ice, server_ice_urls
 from rtcxfer.peer.identity import Identity, load_or_create, peer_fingerprint
 from rtcxfer.peer.listener import FINISHING_GRACE_SECONDS, Listener
 from rtcxfer.peer.sender import _watch_peer
-from rtcxfer.peer.session import PeerSession, Role, new_session_id
+from rtcxfer.peer.session import PeerSession, Role, new_session_id, report_path
 from rtcxfer.peer.signaling import Signal, SignalingClient
 from rtcxfer.progress import Output, OutputMode, count, format_size
 from rtcxfer.protocol.code import (
@@ -171,12 +172,13 @@ async def _claim_code(options: ClientOptions) -> tuple[Code, SignalingClient]:
 
 async def send_with_code(paths: Sequence[Path], options: ClientOptions,
                          output: Output) -> TransferReport:
-    configuration = rtc_configuration(options.ice)
+    own_ice_urls(options.ice)  # a bad --stun/--turn fails before anything else
     sources = await asyncio.to_thread(collect_sources, paths)
     if not sources:
         raise RtcxferError("nothing to send: the folders given hold no files")
     identity = load_or_create()
     code, signaling = await _claim_code(options)
+    plan = await plan_ice(options.ice, server_ice_urls(signaling.ice_servers))
     session: PeerSession | None = None
     channel: CodeChannel | None = None
     background: set[asyncio.Task[None]] = set()
@@ -214,8 +216,10 @@ async def send_with_code(paths: Sequence[Path], options: ClientOptions,
         assert their is not None
         key = _finish(spake, their)
         await channel.send(pake_message(ours))
-        session = PeerSession(signaling, peer, sid, configuration, role=Role.OFFERER,
-                              connect_timeout=options.connect_timeout, identity=identity)
+        session = PeerSession(signaling, peer, sid, plan.configuration(), role=Role.OFFERER,
+                              connect_timeout=options.connect_timeout, identity=identity,
+                              ice_plan=plan)
+        session.on_path = functools.partial(report_path, output, session)
         _watch_peer(session)
         output.say("connecting to the receiver…")
         data_channel = await session.open_channel()
@@ -252,7 +256,7 @@ async def _leave_quietly(signaling: SignalingClient, peer: str, session: str) ->
 
 async def receive_with_code(code: Code, download_dir: Path, options: ClientOptions,
                             output: Output, *, overwrite: bool = False) -> TransferReport:
-    configuration = rtc_configuration(options.ice)
+    own_ice_urls(options.ice)  # a bad --stun/--turn fails before anything else
     identity = load_or_create()
     try:
         await asyncio.to_thread(download_dir.mkdir, parents=True, exist_ok=True)
@@ -261,6 +265,7 @@ async def receive_with_code(code: Code, download_dir: Path, options: ClientOptio
                            f"{error.strerror or error}") from error
     signaling = SignalingClient(options.server, receiver_name(), token=options.token)
     await signaling.connect()
+    plan = await plan_ice(options.ice, server_ice_urls(signaling.ice_servers))
     sender = code.sender_name
     sid = new_session_id()
     channel = CodeChannel(signaling, sender, CODE_SESSION_PREFIX + sid)
@@ -303,8 +308,10 @@ async def receive_with_code(code: Code, download_dir: Path, options: ClientOptio
                 return
             # Created here, synchronously: the candidates trickled right after the
             # offer must find the session's route.
-            session = PeerSession(signaling, sender, sid, configuration, role=Role.ANSWERER,
-                                  connect_timeout=options.connect_timeout, identity=identity)
+            session = PeerSession(signaling, sender, sid, plan.configuration(),
+                                  role=Role.ANSWERER, connect_timeout=options.connect_timeout,
+                                  identity=identity, ice_plan=plan)
+            session.on_path = functools.partial(report_path, output, session)
             sessions.append(session)
             session.on_datachannel = on_datachannel
             session.deliver(signal)

@@ -33,10 +33,17 @@ from rtcxfer.errors import (
     TransferFailed,
 )
 from rtcxfer.peer.client import ClientOptions, is_users_probe, log_in
-from rtcxfer.peer.config import rtc_configuration
+from rtcxfer.peer.config import (
+    REFRESH_MARGIN_SECONDS,
+    IcePlan,
+    credentials_expiry,
+    own_ice_urls,
+    plan_ice,
+    server_ice_urls,
+)
 from rtcxfer.peer.identity import config_dir, load_or_create, presented_identity
 from rtcxfer.peer.prompt import Question, ask_on_terminal, describe_file, flush_terminal_input
-from rtcxfer.peer.session import DATA_CHANNEL_LABEL, PeerSession, Role
+from rtcxfer.peer.session import DATA_CHANNEL_LABEL, PeerSession, Role, report_path
 from rtcxfer.peer.signaling import Signal, SignalingClient
 from rtcxfer.peer.trust import TrustStore, scope_of
 from rtcxfer.progress import Output, count, format_size
@@ -80,6 +87,8 @@ SENDER_HANG_UP_SECONDS = 5.0
 # disk thread) may still be running. A sender that leaves mid-transfer also closes the
 # channel, which fails the transfer at once: the grace never holds up a real failure.
 FINISHING_GRACE_SECONDS = 5.0
+# Never ask the server for fresh ICE servers more often than this.
+MIN_REFRESH_SECONDS = 30.0
 NOT_INTERACTIVE = "receiver is not interactive; run listen with --yes"
 DECLINED_BY_USER = "declined by the receiver"
 
@@ -183,7 +192,9 @@ class Listener:
         self.options = options
         self.output = output
         self.ask = ask or ask_on_terminal
-        self.configuration = rtc_configuration(client.ice)
+        own_ice_urls(client.ice)  # a bad --stun/--turn fails before anything else
+        self.ice_plan = IcePlan()  # chosen again at each login and credential refresh
+        self._ice_expiry: float | None = None
         self.identity = load_or_create()
         self.trust = trust or TrustStore(config_dir())
         # The room of the server's room extension, when ClientOptions grows one.
@@ -245,11 +256,31 @@ class Listener:
         signaling.on_new_offer = self._on_offer
         signaling.on_presence = self._on_presence
         self.signaling = signaling
+        await self._plan_ice()
         others = [user for user in signaling.users
                   if user != signaling.name and not is_users_probe(user)]
         self.output.event("users", users=others)
         self.output.say("online: " + (", ".join(others) if others else "nobody else"))
         self.output.say(f"receiving into {self.download_dir}")
+
+    async def _plan_ice(self) -> None:
+        assert self.signaling is not None
+        urls = server_ice_urls(self.signaling.ice_servers)
+        self.ice_plan = await plan_ice(self.client.ice, urls)
+        self._ice_expiry = credentials_expiry(urls) if self.client.ice.use_server_ice else None
+        if self._ice_expiry is not None:
+            self._spawn(self._refresh_ice(self.signaling, self._ice_expiry))
+
+    async def _refresh_ice(self, signaling: SignalingClient, expiry: float) -> None:
+        """Fetch fresh TURN credentials (ext ``iceservers``) before these expire."""
+        left = expiry - time.time()
+        await asyncio.sleep(max(MIN_REFRESH_SECONDS, left - min(REFRESH_MARGIN_SECONDS, left / 2)))
+        if signaling is not self.signaling or not signaling.is_open:
+            return  # a new login brought new credentials
+        if await signaling.refresh_ice_servers():
+            await self._plan_ice()
+        else:
+            logger.info("the server sent no fresh ICE servers; keeping the old ones")
 
     async def _reconnect(self) -> None:
         delay = RECONNECT_FIRST_DELAY
@@ -294,9 +325,10 @@ class Listener:
                 self._spawn(self._turn_away(self.signaling, signal))
                 return
         session = PeerSession(self.signaling, peer, signal.session,
-                              self.configuration, role=Role.ANSWERER,
+                              self.ice_plan.configuration(), role=Role.ANSWERER,
                               connect_timeout=self.client.connect_timeout,
-                              identity=self.identity)
+                              ice_plan=self.ice_plan, identity=self.identity)
+        session.on_path = lambda path: report_path(self.output, session, path)
         receiving: asyncio.Future[asyncio.Task[TransferReport]] = (
             asyncio.get_running_loop().create_future()
         )

@@ -7,9 +7,11 @@ and gives their candidates the lowest host priority: between two machines the
 loopback pairs simply fail their checks while real interfaces win; on one
 machine they are a path that always exists.
 
-aioice offers no hook for this, so :func:`install` wraps two of its functions
+aioice offers no hook for this, so :func:`install` wraps three of its functions
 once per process. Nothing changes for relay-only gathering, which never asks
-for host addresses.
+for host addresses. A loopback socket never asks a STUN server for its
+server-reflexive address: no answer can come back to 127.0.0.1 from another
+host, and aioice would wait its whole 5 s gathering timeout for it.
 """
 
 from __future__ import annotations
@@ -85,6 +87,17 @@ def _demoting_loopback(get_component_candidates: Any) -> Any:
     return wrapper
 
 
+def _no_stun_from_loopback(server_reflexive_candidate: Any) -> Any:
+    @functools.wraps(server_reflexive_candidate)
+    async def wrapper(protocol: Any, stun_server: tuple[str, int]) -> Any:
+        local = getattr(protocol, "local_candidate", None)
+        if local is not None and is_loopback(local.host):
+            raise ConnectionError("no server-reflexive address for a loopback socket")
+        return await server_reflexive_candidate(protocol, stun_server)
+
+    return wrapper
+
+
 def install() -> None:
     """Make every aioice connection in this process offer loopback host candidates."""
     global _installed
@@ -93,5 +106,8 @@ def install() -> None:
     aioice.ice.get_host_addresses = _with_loopback(aioice.ice.get_host_addresses)
     aioice.ice.Connection.get_component_candidates = _demoting_loopback(
         aioice.ice.Connection.get_component_candidates
+    )
+    aioice.ice.server_reflexive_candidate = _no_stun_from_loopback(
+        aioice.ice.server_reflexive_candidate
     )
     _installed = True

@@ -16,9 +16,9 @@ from rtcxfer.errors import (
     TransferFailed,
 )
 from rtcxfer.peer.client import ClientOptions, log_in
-from rtcxfer.peer.config import rtc_configuration
+from rtcxfer.peer.config import own_ice_urls, plan_ice, server_ice_urls
 from rtcxfer.peer.identity import config_dir, load_or_create, presented_identity
-from rtcxfer.peer.session import PeerSession, Role, new_session_id
+from rtcxfer.peer.session import PeerSession, Role, new_session_id, report_path
 from rtcxfer.peer.trust import TrustStore, scope_of
 from rtcxfer.progress import Output
 from rtcxfer.text import printable
@@ -51,7 +51,7 @@ async def send(peer: str, paths: Sequence[Path], options: ClientOptions,
     pin store than the user's (``demo`` keeps its pins in its temporary folder).
     """
     send_options = send_options or SendOptions()
-    configuration = rtc_configuration(options.ice)
+    own_ice_urls(options.ice)  # a bad --stun/--turn fails before anything else
     identity = load_or_create()
     trust = trust or TrustStore(config_dir())
     # The room of the server's room extension, when ClientOptions grows one.
@@ -73,9 +73,11 @@ async def send(peer: str, paths: Sequence[Path], options: ClientOptions,
         if peer not in signaling.users:
             raise PeerOffline(not_online_message(peer, options.server, signaling.users,
                                                  me=signaling.name))
-        session = PeerSession(signaling, peer, new_session_id(), configuration,
+        plan = await plan_ice(options.ice, server_ice_urls(signaling.ice_servers))
+        session = PeerSession(signaling, peer, new_session_id(), plan.configuration(),
                               role=Role.OFFERER, connect_timeout=options.connect_timeout,
-                              identity=identity)
+                              ice_plan=plan, identity=identity)
+        session.on_path = lambda path: report_path(output, session, path)
         _watch_peer(session)
         output.say(f"connecting to {peer}…")
         channel = await session.open_channel()

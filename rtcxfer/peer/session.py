@@ -2,18 +2,20 @@
 
 A :class:`PeerSession` is either the offerer (``rtcxfer send``: it creates the
 ``rtcxfer/1`` data channel) or the answerer (``rtcxfer listen``: the channel
-arrives through ``datachannel``). It owns the negotiation:
+arrives through ``datachannel``). What happens when is decided by the pure
+:class:`~rtcxfer.peer.negotiation.Negotiation` machine; this class feeds it
+events and carries out its actions:
 
 * relayed ``answer`` / ``offer`` / ``candidate`` / ``leave`` messages for its
   ``(peer, session)`` are applied strictly in arrival order by one task;
-* remote candidates that arrive before the remote description are queued and
-  applied right after it (aiortc would drop them);
 * aiortc gathers every local candidate inside ``setLocalDescription``; they go
   into the SDP and are also trickled as ``candidate`` messages followed by an
   end-of-candidates ``null``, for peers that expect trickle ICE;
-* a connection that does not come up within ``connect_timeout`` or whose state
-  becomes ``failed`` ends as :class:`~rtcxfer.errors.NoIcePath`; a ``leave``
-  from the peer ends it as :class:`~rtcxfer.errors.TransferFailed`.
+* once connected, the path (direct or relayed, :class:`~rtcxfer.peer.negotiation.Path`)
+  goes to ``on_path``;
+* a connection that ICE cannot establish ends as :class:`~rtcxfer.errors.NoIcePath`
+  naming the ICE servers tried; a ``leave`` from the peer ends it as
+  :class:`~rtcxfer.errors.TransferFailed`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ import contextlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Coroutine
-from enum import Enum
 from typing import Any, TypeVar
 
 from aiortc import (
@@ -35,17 +36,28 @@ from aiortc import (
 )
 
 from rtcxfer.errors import NoIcePath, RtcxferError, ServerUnreachable, TransferFailed
-from rtcxfer.peer import loopback
+from rtcxfer.peer import direct_first, loopback
 from rtcxfer.peer.candidates import CandidateError, candidate_from_init, candidate_to_init
+from rtcxfer.peer.config import IcePlan, local_networks
 from rtcxfer.peer.identity import Identity, use_certificate
-from rtcxfer.peer.sdp import (
-    SdpError,
-    data_channel_mline,
-    max_message_size,
-    sha256_fingerprint,
+from rtcxfer.peer.negotiation import (
+    Action,
+    AddRemoteCandidate,
+    ApplyRemoteDescription,
+    CandidateFacts,
+    Connected,
+    End,
+    EndReason,
+    MakeDescription,
+    Negotiation,
+    Path,
+    Role,
+    classify_path,
 )
+from rtcxfer.peer.sdp import SdpError, data_channel_mline, max_message_size
 from rtcxfer.peer.signaling import NO_SESSION, Signal, SignalingClient
 from rtcxfer.peer.verification import verification_code
+from rtcxfer.progress import Output
 
 logger = logging.getLogger(__name__)
 
@@ -57,17 +69,24 @@ MDNS_SUFFIX = ".local"
 T = TypeVar("T")
 
 
-class Role(Enum):
-    OFFERER = "offerer"
-    ANSWERER = "answerer"
+__all__ = ["CONNECT_TIMEOUT", "DATA_CHANNEL_LABEL", "PeerSession", "Role", "new_session_id"]
 
 
 def new_session_id() -> str:
     return secrets.token_hex(SESSION_ID_BYTES)
 
 
-def no_ice_path(peer: str) -> NoIcePath:
-    return NoIcePath(f"could not reach {peer} directly; try --stun/--turn")
+def no_ice_path(peer: str, plan: IcePlan | None = None, detail: str = "") -> NoIcePath:
+    """The failure a person reads when ICE found no path: what was tried, what to do."""
+    plan = plan or IcePlan()
+    why = f" ({detail})" if detail else ""
+    if plan.turn is None:
+        return NoIcePath(
+            f"could not reach {peer} directly{why}; ICE servers tried: {plan.tried()}; "
+            f"try --stun/--turn: {plan.advice()}")
+    return NoIcePath(
+        f"could not reach {peer}{why}, not even through TURN; ICE servers tried: "
+        f"{plan.tried()}; {plan.advice()}")
 
 
 class PeerSession:
@@ -82,32 +101,40 @@ class PeerSession:
         *,
         role: Role,
         connect_timeout: float = CONNECT_TIMEOUT,
+        ice_plan: IcePlan | None = None,
         identity: Identity | None = None,
     ) -> None:
         loopback.install()
+        direct_first.install()
+        loop = asyncio.get_running_loop()
         self.signaling = signaling
         self.peer = peer
         self.session_id = session_id
         self.role = role
         self.connect_timeout = connect_timeout
+        self.ice_plan = ice_plan
+        self.negotiation = Negotiation(role, loop.time(), connect_timeout)
         self.pc = RTCPeerConnection(configuration)
         if identity is not None:  # the user's long-lived certificate (docs/security.md)
             use_certificate(self.pc, identity)
         self.channel: RTCDataChannel | None = None
         self.on_datachannel: Callable[[RTCDataChannel], None] | None = None
+        self.on_path: Callable[[Path], None] | None = None
+        self.path: Path | None = None
         self._inbox: asyncio.Queue[Signal] = asyncio.Queue()
-        self._early_candidates: list[Any] = []
         self._background: set[asyncio.Task[None]] = set()
-        self._described = asyncio.Event()
         self._connected = asyncio.Event()
-        self._ended: asyncio.Future[RtcxferError] = asyncio.get_running_loop().create_future()
-        self._left = False
+        self._ended: asyncio.Future[RtcxferError] = loop.create_future()
         self._closed = False
+        self._peer_left = False
+        self._clock = asyncio.Event()  # the negotiation's deadline may have moved
         self.pc.on("connectionstatechange", self._on_connection_state)
+        self.pc.on("iceconnectionstatechange", self._on_ice_state)
         self.pc.on("datachannel", self._on_datachannel)
         signaling.route(peer, session_id, self._inbox.put_nowait)
         self._pump = asyncio.create_task(self._apply_signals(), name=f"session-{session_id}")
         self._watch = asyncio.create_task(self._watch_signaling())
+        self._timer = asyncio.create_task(self._watch_deadline())
 
     @property
     def label(self) -> str:
@@ -121,10 +148,14 @@ class PeerSession:
         self.channel = channel
         opened = asyncio.Event()
         channel.on("open", opened.set)
-        await self.pc.setLocalDescription(await self.pc.createOffer())
-        await self.signaling.send_offer(self.peer, self.session_id, _description(self.pc))
-        await self._trickle_local_candidates()
-        await self.until(self._within_connect_timeout(opened.wait()))
+        await self.until(self._perform(self.negotiation.start()))
+        await self.until(self._connected.wait())
+        try:
+            await self.until(asyncio.wait_for(opened.wait(), self.connect_timeout))
+        except TimeoutError:
+            raise TransferFailed(
+                f"connected to {self.peer}, but the {DATA_CHANNEL_LABEL} channel did not open"
+            ) from None
         return channel
 
     def deliver(self, signal: Signal) -> None:
@@ -133,70 +164,98 @@ class PeerSession:
 
     async def wait_connected(self) -> None:
         """Return once ICE and DTLS are up; raise NoIcePath or the session's failure."""
-        await self.until(self._within_connect_timeout(self._connected.wait()))
-
-    async def _within_connect_timeout(self, waiter: Awaitable[T]) -> T:
-        try:
-            return await asyncio.wait_for(waiter, self.connect_timeout)
-        except TimeoutError:
-            raise no_ice_path(self.peer) from None
+        await self.until(self._connected.wait())
 
     async def _apply_signals(self) -> None:
         while True:
             signal = await self._inbox.get()
             try:
-                await self._apply(signal)
+                await self._perform(self._event_for(signal))
             except RtcxferError as error:
                 self.end(error)
             except Exception as error:  # aiortc raises bare ValueError/InvalidStateError
                 logger.debug("negotiation with %s failed", self.label, exc_info=True)
-                self.end(TransferFailed(f"negotiation with {self.peer} failed: {error}"))
+                self._apply(self.negotiation.failed(str(error)))
 
-    async def _apply(self, signal: Signal) -> None:
+    def _event_for(self, signal: Signal) -> list[Action]:
+        machine, now = self.negotiation, asyncio.get_running_loop().time()
         if signal.type == "leave":
-            self._left = True
-            self.end(TransferFailed(f"{self.peer} left"))
-        elif signal.type == "offer" and self.role is Role.ANSWERER:
-            if not await self._set_remote(signal.payload, "offer"):
-                return
-            await self.pc.setLocalDescription(await self.pc.createAnswer())
-            await self.signaling.send_answer(self.peer, self.session_id, _description(self.pc))
-            await self._trickle_local_candidates()
-        elif signal.type == "answer" and self.role is Role.OFFERER:
-            await self._set_remote(signal.payload, "answer")
-        elif signal.type == "candidate":
-            await self._add_candidate(signal.payload)
-        else:
-            logger.debug("ignoring an unexpected %s from %s", signal.type, self.label)
+            self._peer_left = True
+            return machine.leave_received()
+        if signal.type in ("offer", "answer"):
+            actions = machine.description_received(signal.type, signal.payload)
+            if not actions:
+                logger.debug("ignoring an unexpected %s from %s", signal.type, self.label)
+            return actions
+        if signal.type == "candidate":
+            return machine.candidate_received(signal.payload, now)
+        return []
 
-    async def _set_remote(self, payload: Any, expected: str) -> bool:
-        """Apply the peer's description; False if one was applied already."""
-        if self._described.is_set():
-            logger.debug("ignoring a second %s from %s", expected, self.label)
-            return False
-        if (
-            not isinstance(payload, dict)
-            or payload.get("type") != expected
-            or not isinstance(payload.get("sdp"), str)
-        ):
-            raise TransferFailed(f"{self.peer} sent a malformed {expected}")
-        try:
-            # aiortc reads an SDP without these as an empty session and would answer it.
-            data_channel_mline(payload["sdp"])
-            sha256_fingerprint(payload["sdp"])
-        except SdpError as error:
-            raise TransferFailed(f"{self.peer} sent an unusable {expected}: {error}") from None
-        await self.pc.setRemoteDescription(RTCSessionDescription(payload["sdp"], expected))
-        self._described.set()
-        early, self._early_candidates = self._early_candidates, []
-        for init in early:
-            await self._add_candidate(init)
-        return True
+    async def _perform(self, actions: list[Action]) -> None:
+        """Carry out the machine's actions in order (each may lead to more)."""
+        queue = list(actions)
+        while queue:
+            action = queue.pop(0)
+            now = asyncio.get_running_loop().time
+            if isinstance(action, MakeDescription):
+                if action.kind == "offer":
+                    await self.pc.setLocalDescription(await self.pc.createOffer())
+                    await self.signaling.send_offer(self.peer, self.session_id,
+                                                    _description(self.pc))
+                else:
+                    await self.pc.setLocalDescription(await self.pc.createAnswer())
+                    await self.signaling.send_answer(self.peer, self.session_id,
+                                                     _description(self.pc))
+                await self._trickle_local_candidates()
+                queue[:0] = self.negotiation.local_description_sent(now())
+            elif isinstance(action, ApplyRemoteDescription):
+                await self.pc.setRemoteDescription(
+                    RTCSessionDescription(action.sdp, action.kind))
+                queue[:0] = self.negotiation.remote_description_applied(now())
+            elif isinstance(action, AddRemoteCandidate):
+                await self._add_candidate(action.init)
+            else:
+                self._apply([action])
+            self._clock.set()
+
+    def _apply(self, actions: list[Action]) -> None:
+        """The actions that need no waiting: Connected and End."""
+        for action in actions:
+            if isinstance(action, Connected):
+                self._report_path()
+                self._connected.set()
+            elif isinstance(action, End):
+                self._end_with(action)
+            elif isinstance(action, AddRemoteCandidate | MakeDescription
+                            | ApplyRemoteDescription):
+                self._in_background(self._perform([action]))
+        self._clock.set()
+
+    def _end_with(self, end: End) -> None:
+        peer, detail = self.peer, end.detail
+        match end.reason:
+            case EndReason.NO_ICE_PATH:
+                detail = detail.replace("the peer", peer)
+                error: RtcxferError = no_ice_path(peer, self.ice_plan, detail)
+            case EndReason.CONNECTION_LOST:
+                error = TransferFailed(f"lost the connection to {peer}")
+            case EndReason.CONNECTION_CLOSED:
+                error = TransferFailed(f"the connection to {peer} closed")
+            case EndReason.PEER_LEFT:
+                error = TransferFailed(f"{peer} left")
+            case EndReason.MALFORMED:
+                error = TransferFailed(f"{peer} sent {detail}")
+            case EndReason.NEGOTIATION_FAILED:
+                error = TransferFailed(f"negotiation with {peer} failed: {detail}")
+            case EndReason.SERVER_LOST:
+                error = ServerUnreachable(
+                    f"lost the signaling server at {self.signaling.url} while connecting to "
+                    f"{peer}")
+            case _:
+                error = TransferFailed(f"the connection to {peer} was closed")
+        self._set_ended(error)
 
     async def _add_candidate(self, init: Any) -> None:
-        if not self._described.is_set():
-            self._early_candidates.append(init)
-            return
         try:
             candidate = candidate_from_init(init)
         except CandidateError as error:
@@ -250,26 +309,64 @@ class PeerSession:
         # Negotiation needs the server until both descriptions are exchanged (they
         # carry every candidate); from then on ICE and DTLS finish without it.
         await self.signaling.wait_closed()
-        if not self._connected.is_set() and not self._described.is_set():
-            self.end(ServerUnreachable(
-                f"lost the signaling server at {self.signaling.url} while connecting to "
-                f"{self.peer}"))
+        self._apply(self.negotiation.signaling_lost())
+
+    async def _watch_deadline(self) -> None:
+        """Tell the machine the time whenever its deadline comes."""
+        loop = asyncio.get_running_loop()
+        while not self._ended.done():
+            self._clock.clear()
+            deadline = self.negotiation.deadline()
+            if deadline is None:
+                await self._clock.wait()
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._clock.wait(), max(0.0, deadline - loop.time()))
+            self._apply(self.negotiation.tick(loop.time()))
 
     # -- state --------------------------------------------------------------
 
     def _on_connection_state(self) -> None:
         state = self.pc.connectionState
         logger.debug("connection with %s is %s", self.label, state)
-        if state == "connected":
-            self._connected.set()
-        elif state == "failed":
-            self.end(
-                no_ice_path(self.peer)
-                if not self._connected.is_set()
-                else TransferFailed(f"lost the connection to {self.peer}")
-            )
-        elif state == "closed" and not self._closed:
-            self.end(TransferFailed(f"the connection to {self.peer} closed"))
+        if state == "closed" and self._closed:
+            return
+        self._apply(self.negotiation.ice_state(state))
+
+    def _on_ice_state(self) -> None:
+        state = self.pc.iceConnectionState
+        logger.debug("ICE with %s is %s", self.label, state)
+        if state == "failed":  # connectionState follows; the machine ends only once
+            self._apply(self.negotiation.ice_state(state))
+        elif state in ("connected", "completed"):
+            self.negotiation.checks_succeeded()
+            self._clock.set()
+
+    def _report_path(self) -> None:
+        try:
+            self.path = self._selected_path()
+        except Exception:  # aioice internals: a path unknown never fails a transfer
+            logger.debug("cannot tell the path to %s", self.label, exc_info=True)
+            return
+        if self.path is not None and self.on_path is not None:
+            self.on_path(self.path)
+
+    def _selected_path(self) -> Path | None:
+        sctp = self.pc.sctp
+        if sctp is None:
+            return None
+        connection = sctp.transport.transport._connection
+        pair = connection._nominated.get(1)
+        if pair is None:
+            return None
+        local, remote = pair.protocol.local_candidate, pair.remote_candidate
+        plan = self.ice_plan
+        return classify_path(
+            _facts(local), _facts(remote),
+            local_candidates=[_facts(c) for c in connection.local_candidates],
+            local_networks=local_networks(),
+            turn_url=plan.turn.url if plan is not None and plan.turn is not None else None,
+        )
 
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
         if self.channel is not None or channel.label != DATA_CHANNEL_LABEL:
@@ -282,8 +379,13 @@ class PeerSession:
 
     def end(self, error: RtcxferError) -> None:
         """End the session with ``error`` (raised by :meth:`until`); the first call wins."""
+        self.negotiation.end(EndReason.EXTERNAL, str(error))
+        self._set_ended(error)
+
+    def _set_ended(self, error: RtcxferError) -> None:
         if not self._ended.done():
             self._ended.set_result(error)
+        self._clock.set()
 
     async def until(self, work: Awaitable[T], *, grace: float = 0.0) -> T:
         """Await ``work`` unless the session ends first; then raise why it ended.
@@ -329,16 +431,30 @@ class PeerSession:
         if self._closed:
             return
         self._closed = True
+        left = self._peer_left
+        self.negotiation.end(EndReason.CLOSED)
         self.signaling.unroute(self.peer, self.session_id, self._inbox.put_nowait)
-        for task in (self._pump, self._watch, *self._background):
+        for task in (self._pump, self._watch, self._timer, *self._background):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if not self._left and self.signaling.is_open:
+        if not left and self.signaling.is_open:
             with contextlib.suppress(ServerUnreachable):
                 await self.signaling.send_leave(self.peer, self.session_id)
         await self.pc.close()
-        self.end(TransferFailed(f"the connection to {self.peer} was closed"))
+        self._set_ended(TransferFailed(f"the connection to {self.peer} was closed"))
+
+
+def report_path(output: Output, session: PeerSession, path: Path) -> None:
+    """Tell the person (or the --json reader) which path the bytes take."""
+    output.report("path", f"path to {session.peer}: {path.describe()}",
+                  peer=session.peer, session=session.session_id, **path.as_event())
+
+
+def _facts(candidate: Any) -> CandidateFacts:
+    """An aioice ``Candidate`` as the path needs it."""
+    return CandidateFacts(candidate.type, candidate.host, candidate.port,
+                          candidate.related_address)
 
 
 async def _cancel(task: asyncio.Future[Any]) -> None:

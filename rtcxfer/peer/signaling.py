@@ -65,6 +65,9 @@ class SignalingClient:
         self.on_server_error: Callable[[str], None] | None = None
         # Relayed messages no route and no on_new_offer took (code mode, docs/protocol.md).
         self.on_unrouted: SignalHandler | None = None
+        # ext: the login reply's iceServers (docs/protocol.md); None if it had none.
+        self.ice_servers: Any = None
+        self._ice_servers_reply: asyncio.Future[Any] | None = None
         self._routes: dict[tuple[str, str], SignalHandler] = {}
         self._websocket: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -131,6 +134,7 @@ class SignalingClient:
             if message.get("type") != "login":
                 continue
             if message.get("success") is True:
+                self.ice_servers = message.get("iceServers")
                 break
             reason = message.get("message")
             if not isinstance(reason, str) or not reason or _means_taken(reason):
@@ -202,6 +206,20 @@ class SignalingClient:
                 f"lost the connection to the signaling server at {self.url}"
             ) from error
 
+    async def refresh_ice_servers(self) -> bool:
+        """ext ``iceservers``: ask for fresh ICE servers; False if none came in time."""
+        if self._websocket is None or self._closed.is_set():
+            return False
+        self._ice_servers_reply = asyncio.get_running_loop().create_future()
+        try:
+            await self._websocket.send(json.dumps({"type": "iceservers"}))
+            await asyncio.wait_for(asyncio.shield(self._ice_servers_reply), LOGIN_TIMEOUT)
+            return True
+        except (ConnectionClosed, TimeoutError):
+            return False
+        finally:
+            self._ice_servers_reply = None
+
     # -- receiving --------------------------------------------------------
 
     async def _read_forever(self) -> None:
@@ -226,6 +244,10 @@ class SignalingClient:
             self._handle_presence(message)
         elif kind in NEGOTIATION_TYPES:
             self._dispatch(kind, message)
+        elif kind == "iceservers":
+            self.ice_servers = message.get("iceServers")
+            if self._ice_servers_reply is not None and not self._ice_servers_reply.done():
+                self._ice_servers_reply.set_result(self.ice_servers)
         elif kind == "error":
             text = message.get("message")
             text = text if isinstance(text, str) else "unspecified error"

@@ -70,6 +70,11 @@ class Relay:
     name: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class IceServersRequest:
+    """ext ``iceservers``: ask for fresh ``iceServers`` (docs/protocol.md)."""
+
+
 # Server -> client
 
 
@@ -105,7 +110,7 @@ class Error:
     message: str
 
 
-ClientMessage: TypeAlias = Login | Relay
+ClientMessage: TypeAlias = Login | Relay | IceServersRequest
 ServerMessage: TypeAlias = LoginResult | UserList | Updata | Relayed | Error
 Message: TypeAlias = ClientMessage | ServerMessage
 
@@ -235,6 +240,8 @@ def parse_client_message(frame: str | bytes | bytearray | memoryview) -> ClientM
             _session(data),
             claimed if isinstance(claimed, str) else None,
         )
+    if kind == "iceservers":
+        return IceServersRequest()
     raise InvalidMessage(f"unknown message type {quote(kind)}")
 
 
@@ -295,6 +302,8 @@ def to_json(message: Message) -> JSONObject:
             if session is not None:
                 data["session"] = session
             return data
+        case IceServersRequest():
+            return {"type": "iceservers"}
         case Login(name, token):
             data = {"type": "login", "name": name}
             if token is not None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rtcxfer.errors import RtcxferError
+from rtcxfer.server.addresses import listening_urls
 from rtcxfer.server.server import ServerConfig, SignalingServer
 
 logger = logging.getLogger("rtcxfer.server")
@@ -104,6 +105,13 @@ def serve_main(config: ServerConfig) -> None:
     def announce(ws_url: str, page_url: str) -> None:
         print(ws_url, flush=True)
         print(f"open {page_url} in a browser", flush=True)
+        # A wildcard listener: every interface address, for people on other machines.
+        port = int(ws_url.rsplit(":", 1)[1])
+        tls = config.ssl_context is not None
+        for url in listening_urls(config.host, port, tls=tls):
+            if url != ws_url:
+                print(url, flush=True)
+                print(f"open {url.replace('ws', 'http', 1)}/ in a browser", flush=True)
 
     tune_garbage_collector()
     limit = raise_file_limit()

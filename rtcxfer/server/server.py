@@ -18,9 +18,10 @@ import dataclasses
 import hmac
 import http
 import importlib.resources
+import json
 import logging
 import ssl
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -37,6 +38,7 @@ from rtcxfer.protocol.code import is_code_name
 from rtcxfer.protocol.signaling import (
     MAX_FRAME_BYTES,
     Error,
+    IceServersRequest,
     InvalidLogin,
     InvalidMessage,
     Login,
@@ -101,6 +103,9 @@ class ServerConfig:
     ping_interval: float | None = 20.0
     ping_timeout: float | None = 20.0
     close_timeout: float = 5.0  # for the closing handshake, before the socket is aborted
+    # ext fields of a successful login reply (and of an iceservers reply), given the
+    # user's name: rtcxfer.server.ice puts iceServers there (docs/protocol.md).
+    login_reply_extras: Callable[[str], dict[str, Any]] | None = None
 
 
 class Client:
@@ -365,6 +370,8 @@ class SignalingServer:
             return
         if isinstance(message, Relay):
             self._relay(client, message)
+        elif isinstance(message, IceServersRequest):
+            self._ice_servers(client)
         else:
             self._login(client, message)
 
@@ -536,10 +543,25 @@ class SignalingServer:
         self.users[name] = client
         client.name = name
         logger.info("login %s from %s (%d online)", quote(name), client.address, len(self.users))
-        self.send(client, LoginResult(True))
+        extras = self.config.login_reply_extras
+        if extras is None:
+            self.send(client, LoginResult(True))
+        else:
+            reply = {"type": "login", "success": True, **extras(name)}
+            self.write(client, text_frame(json.dumps(reply).encode()))
         listed = tuple(self.users) if not self.unlisted else tuple(
             user for user in self.users if user == name or user not in self.unlisted)
         self.send(client, UserList(listed))
+
+    def _ice_servers(self, client: Client) -> None:
+        """ext ``iceservers``: fresh ICE servers (TURN credentials) for a logged-in client."""
+        extras = self.config.login_reply_extras
+        if client.name is None or extras is None:
+            self.refuse(client, "not logged in" if client.name is None
+                        else "this server hands out no ICE servers")
+            return
+        reply = {"type": "iceservers", "iceServers": extras(client.name).get("iceServers", [])}
+        self.write(client, text_frame(json.dumps(reply).encode()))
 
     def _relay(self, client: Client, relay: Relay) -> None:
         sender = client.name

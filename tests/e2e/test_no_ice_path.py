@@ -45,6 +45,7 @@ async def test_unreachable_peer_ends_with_no_ice_path(tmp_path: Path, server: st
                                          "session": message["session"]}))
         code = await asyncio.to_thread(sender.wait, 120)
     assert code == 7, sender.stderr
-    assert "could not reach ghost directly; try --stun/--turn" in sender.stderr
+    assert "could not reach ghost directly" in sender.stderr
+    assert "ICE servers tried: no STUN or TURN server; try --stun/--turn" in sender.stderr
     (error,) = json_events(sender, "error")
     assert error["exit_code"] == 7

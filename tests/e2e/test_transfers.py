@@ -43,6 +43,13 @@ def test_single_file(tmp_path: Path, listen: Start, send: Start) -> None:
     assert offer["code"] == sender_code["code"]
     assert offer["files"] == [{"name": "report.pdf", "size": 300_000}]
     assert not list(inbox.glob("*.part"))
+    # On one host, both ends say the bytes took the direct LAN path (docs/peer.md).
+    lan = {"kind": "direct", "local_type": "host", "remote_type": "host", "protocol": "udp",
+           "relay": None}
+    (sent_path,) = json_events(sender, "path")
+    received_path = wait_for_event(listener, "path", peer="alice")
+    for path in (sent_path, received_path):
+        assert {key: path[key] for key in lan} == lan
 
 
 def test_folder_tree_with_nested_and_empty_files(tmp_path: Path, listen: Start,

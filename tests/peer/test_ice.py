@@ -32,6 +32,47 @@ async def test_gathering_offers_loopback_last_and_lowest() -> None:
         await connection.close()
 
 
+async def test_loopback_sockets_ask_no_stun_server() -> None:
+    """A STUN answer never reaches 127.0.0.1 from another host: loopback does not ask."""
+    import asyncio
+
+    asked_from: list[str] = []
+
+    class Stun(asyncio.DatagramProtocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport
+
+        def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+            asked_from.append(addr[0])
+            # A binding success with XOR-MAPPED-ADDRESS = the source address.
+            from aioice import stun
+
+            request = stun.parse_message(data)
+            response = stun.Message(message_method=stun.Method.BINDING,
+                                    message_class=stun.Class.RESPONSE,
+                                    transaction_id=request.transaction_id)
+            response.attributes["XOR-MAPPED-ADDRESS"] = addr
+            self.transport.sendto(bytes(response), addr)  # type: ignore[attr-defined]
+
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(Stun, local_addr=("0.0.0.0", 0))
+    port = transport.get_extra_info("sockname")[1]
+    loopback.install()
+    connection = aioice.ice.Connection(ice_controlling=True, stun_server=("127.0.0.1", port))
+    try:
+        await connection.gather_candidates()
+        srflx = [c for c in connection.local_candidates if c.type == "srflx"]
+        assert all(not loopback.is_loopback(c.related_address or "") for c in srflx)
+        assert "127.0.0.1" not in asked_from
+        # Real interfaces still ask (where this host has any besides lo).
+        real = [c for c in connection.local_candidates
+                if c.type == "host" and not loopback.is_loopback(c.host) and ":" not in c.host]
+        assert len(asked_from) == len(real)
+    finally:
+        await connection.close()
+        transport.close()
+
+
 def test_default_configuration_names_no_ice_server() -> None:
     configuration = rtc_configuration(IceOptions())
     assert configuration.iceServers == []

@@ -5,7 +5,14 @@
 // module only wires them to the DOM and turns every failure into a message.
 
 import { defaultSignalingUrl, SignalingClient } from "./signaling.js";
-import { CloseReason, newSessionId, PeerSession, sessionKey, useCertificate } from "./session.js";
+import {
+  CloseReason,
+  describePath,
+  newSessionId,
+  PeerSession,
+  sessionKey,
+  useCertificate,
+} from "./session.js";
 import { pageCertificate } from "./identity.js";
 import { isCodeName } from "./codemode.js";
 import "./codeui.js";
@@ -53,6 +60,8 @@ const ui = {
   offerFiles: byId("offer-files"),
   acceptButton: byId("accept-button"),
   declineButton: byId("decline-button"),
+  relayOnly: byId("relay-only"),
+  path: byId("path"),
 };
 
 const state = {
@@ -105,6 +114,41 @@ function formatRate(bytes, startedAt) {
 function filesSummary(files, total) {
   const noun = files.length === 1 ? "file" : "files";
   return `${files.length} ${noun} (${formatBytes(total)})`;
+}
+
+// ---------------------------------------------------------------- ICE (docs/peer.md)
+
+// TURN credentials from the server expire (username "<unix expiry>:<name>"): ask
+// for fresh ones (ext iceservers) when they would expire within this long.
+const ICE_REFRESH_MARGIN_S = 300;
+
+async function sessionOptions(signaling) {
+  const expiries = signaling.iceServers
+    .map((server) => Number.parseInt(String(server?.username ?? "").split(":")[0], 10))
+    .filter((expiry) => Number.isFinite(expiry));
+  if (expiries.length > 0 && Math.min(...expiries) < Date.now() / 1000 + ICE_REFRESH_MARGIN_S) {
+    await signaling.refreshIceServers();
+  }
+  const relayOnly = ui.relayOnly !== null && ui.relayOnly.checked;
+  if (relayOnly && !signaling.iceServers.some((server) =>
+    [server?.urls].flat().some((url) => typeof url === "string" && url.startsWith("turn")))) {
+    throw new Error("relay only needs a TURN server, and this server offers none");
+  }
+  return { iceServers: signaling.iceServers, relayOnly };
+}
+
+function showPath(session, path) {
+  const words = describePath(path);
+  if (ui.path !== null) {
+    ui.path.textContent = `path to ${session.peer}: ${words}`;
+    ui.path.dataset.kind = path.kind;
+    ui.path.dataset.localType = path.local_type;
+    ui.path.dataset.remoteType = path.remote_type;
+    ui.path.dataset.protocol = path.protocol;
+    ui.path.dataset.relay = path.relay ?? "";
+    ui.path.hidden = false;
+  }
+  log(`path to ${session.peer}: ${words}`);
 }
 
 // ---------------------------------------------------------------- login
@@ -378,7 +422,15 @@ async function send() {
   }
   // A copy: files chosen while this transfer runs wait for the next one.
   const files = [...state.chosen];
-  const session = new PeerSession(signaling, peer, newSessionId(), "offerer");
+  let options;
+  try {
+    options = await sessionOptions(signaling);
+  } catch (error) {
+    setStatus(error.message, "error");
+    return;
+  }
+  const session = new PeerSession(signaling, peer, newSessionId(), "offerer", options);
+  session.onPath = (path) => showPath(session, path);
   state.sessions.set(session.key, session);
   state.outgoing = { session, peer };
   updateSendControls();
@@ -472,7 +524,19 @@ async function onRemoteOffer(message) {
     log(`ignored a malformed offer from ${peer}`, "error");
     return;
   }
-  const session = new PeerSession(signaling, peer, sessionId, "answerer");
+  let options;
+  try {
+    options = await sessionOptions(signaling);
+  } catch (error) {
+    log(`cannot answer ${peer}: ${error.message}`, "error");
+    signaling.relay("leave", peer, sessionId);
+    return;
+  }
+  if (state.sessions.has(sessionKey(peer, sessionId))) {
+    return;
+  }
+  const session = new PeerSession(signaling, peer, sessionId, "answerer", options);
+  session.onPath = (path) => showPath(session, path);
   state.sessions.set(session.key, session);
   log(`${peer} is connecting to send files…`);
   try {

@@ -43,6 +43,26 @@ export class SignalingClient extends EventTarget {
     this.name = null;
     this.online = new Set();
     this.pendingLogin = null;
+    // ext: the login reply's iceServers (docs/protocol.md); [] when it had none.
+    this.iceServers = [];
+    this.iceServersWaiters = [];
+  }
+
+  /** ext `iceservers`: ask for fresh ICE servers (new TURN credentials); resolves either way. */
+  refreshIceServers(timeoutMs = 5000) {
+    if (this.socket === null || this.socket.readyState !== WebSocket.OPEN) {
+      return Promise.resolve(false);
+    }
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => done(false), timeoutMs);
+      const done = (ok) => {
+        clearTimeout(timer);
+        this.iceServersWaiters = this.iceServersWaiters.filter((w) => w !== done);
+        resolve(ok);
+      };
+      this.iceServersWaiters.push(done);
+      this.socket.send(JSON.stringify({ type: "iceservers" }));
+    });
   }
 
   /** Connect and claim `name`; resolves with the online names, rejects with a named error. */
@@ -108,6 +128,11 @@ export class SignalingClient extends EventTarget {
       this.onUpdata(message);
     } else if (message.type === "userlist") {
       this.setUsers(message.users);
+    } else if (message.type === "iceservers") {
+      this.iceServers = Array.isArray(message.iceServers) ? message.iceServers : [];
+      for (const done of [...this.iceServersWaiters]) {
+        done(true);
+      }
     } else if (message.type === "error") {
       this.emit("server-error", String(message.message ?? "unspecified error"));
     } else if (RELAYED_TYPES.has(message.type) && typeof message.name === "string") {
@@ -120,6 +145,7 @@ export class SignalingClient extends EventTarget {
       if (message.success === true) {
         pending.loggedIn = true;
         this.name = pending.name;
+        this.iceServers = Array.isArray(message.iceServers) ? message.iceServers : [];
       } else {
         this.failLogin(new LoginRefused(pending.name, message.message));
       }
