@@ -153,15 +153,35 @@ def _peer_setup(params: dict[str, Any]) -> tuple[Any, Any]:
 
 @cli.command()
 @click.argument("peer")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--stdin-name", default="stdin", show_default=True, metavar="NAME",
+              help="Name the receiver gives standard input sent as '-'.")
+@click.option("--text", default=None, metavar="TEXT",
+              help="Send TEXT (or '-': standard input, up to 64 KiB) to be shown, "
+                   "instead of files.")
 @_peer_options
-def send(peer: str, paths: tuple[Path, ...], **params: Any) -> int:
-    """Send files and folders to PEER; succeeds only when every file arrived intact."""
+def send(peer: str, paths: tuple[Path, ...], stdin_name: str, text: str | None,
+         **params: Any) -> int:
+    """Send files and folders (or '-': standard input) to PEER; succeeds only when
+    every file arrived intact."""
     from rtcxfer.peer.run import run_peer_command
+    from rtcxfer.peer.sender import STDIN_PATH
     from rtcxfer.peer.sender import send as send_to_peer
 
+    if text is not None and paths:
+        raise click.UsageError("--text sends a text instead of files: give no PATHS")
+    if text is None and not paths:
+        raise click.UsageError("give PATHS to send, '-' for standard input, or --text")
+    if STDIN_PATH in paths and len(paths) > 1:
+        raise click.UsageError("'-' (standard input) is sent on its own")
+    data: bytes | None = None
+    if text == "-":
+        data = sys.stdin.buffer.read(65_537)
+    elif text is not None:
+        data = text.encode("utf-8", "surrogateescape")
     client, output = _peer_setup(params)
-    run_peer_command(lambda: send_to_peer(peer, paths, client, output), output)
+    run_peer_command(lambda: send_to_peer(peer, paths, client, output,
+                                          stdin_name=stdin_name, text=data), output)
     return ExitCode.OK
 
 
@@ -173,19 +193,28 @@ def send(peer: str, paths: tuple[Path, ...], **params: Any) -> int:
               help="Accept files only from NAME (repeatable).")
 @click.option("--overwrite", is_flag=True,
               help="Replace existing files instead of saving as 'name (1).ext'.")
+@click.option("--once", is_flag=True,
+              help="Exit after the first transfer (0 if it succeeded).")
+@click.option("--stdout", "to_stdout", is_flag=True,
+              help="Write the one file or stream received to standard output (with --once).")
 @_peer_options
 def listen(download_dir: Path, assume_yes: bool, allowed_senders: tuple[str, ...],
-           overwrite: bool, **params: Any) -> int:
+           overwrite: bool, once: bool, to_stdout: bool, **params: Any) -> int:
     """Stay online and receive files; asks before accepting unless --yes."""
     from rtcxfer.peer.listener import Listener, ListenOptions
     from rtcxfer.peer.run import run_peer_command
 
+    if to_stdout and not once:
+        raise click.UsageError("--stdout needs --once")
+    if to_stdout and params.get("json_events"):
+        raise click.UsageError("--stdout and --json both want standard output")
     client, output = _peer_setup(params)
     options = ListenOptions(download_dir=download_dir, assume_yes=assume_yes,
                             allowed_senders=frozenset(allowed_senders), overwrite=overwrite,
-                            interactive=sys.stdin.isatty())
+                            interactive=sys.stdin.isatty(), once=once, stdout=to_stdout)
     listener = Listener(client, options, output)
-    stopped = run_peer_command(listener.run, output, exit_codes={signal.SIGTERM: ExitCode.OK})
+    stopped = run_peer_command(listener.run_once if once else listener.run, output,
+                               exit_codes={signal.SIGTERM: ExitCode.OK})
     return stopped if isinstance(stopped, ExitCode) else ExitCode.OK
 
 

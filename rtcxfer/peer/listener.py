@@ -27,7 +27,9 @@ from rtcxfer.peer.config import rtc_configuration
 from rtcxfer.peer.session import DATA_CHANNEL_LABEL, PeerSession, Role
 from rtcxfer.peer.signaling import Signal, SignalingClient
 from rtcxfer.progress import Output, count, format_size
-from rtcxfer.transfer import IncomingOffer, TransferReport, receive_files
+from rtcxfer.text import printable
+from rtcxfer.transfer import IncomingOffer, TransferReport
+from rtcxfer.transfer.receiver2 import offer_count, receive_any
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +55,8 @@ class ListenOptions:
     allowed_senders: frozenset[str] = field(default_factory=frozenset)  # empty: anyone
     overwrite: bool = False
     interactive: bool = False  # stdin is a terminal: offers may be prompted
+    once: bool = False  # stop after the first transfer (run_once)
+    stdout: bool = False  # write the one file or stream received to stdout
 
 
 Ask = Callable[[str], Awaitable[bool]]
@@ -72,6 +76,33 @@ class Listener:
         # Several offers at once are put to the person one at a time.
         self._prompt = asyncio.Lock()
         self.ready = asyncio.Event()  # set once logged in for the first time
+        # --once: the first transfer's outcome (None: it succeeded).
+        self.once_done: asyncio.Future[RtcxferError | None] | None = None
+
+    async def run_once(self) -> None:
+        """Run until the first transfer ended; raise its error if it failed."""
+        self.once_done = asyncio.get_running_loop().create_future()
+        running = asyncio.ensure_future(self.run())
+        try:
+            await asyncio.wait({running, self.once_done}, return_when=asyncio.FIRST_COMPLETED)
+            if running.done():
+                running.result()
+        finally:
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+        error = self.once_done.result()
+        if error is not None:
+            raise error
+
+    def _once(self, error: RtcxferError | None) -> None:
+        if self.once_done is not None and not self.once_done.done():
+            self.once_done.set_result(error)
+
+    def _show_text(self, session: PeerSession, text: str) -> None:
+        shown = "\n".join(printable(line) for line in text.split("\n"))
+        self.output.report("text", f"{session.peer} sent a text:\n{shown}",
+                           peer=session.peer, session=session.session_id, text=text)
 
     async def run(self) -> None:
         """Log in and serve offers until cancelled; only the first login may fail."""
@@ -146,8 +177,10 @@ class Listener:
                 channel.close()
                 return
             # receive_files wants to be started from the datachannel event itself.
-            receiving.set_result(asyncio.ensure_future(receive_files(
+            receiving.set_result(asyncio.ensure_future(receive_any(
                 channel,
+                stdout=sys.stdout.buffer if self.options.stdout else None,
+                on_text=lambda text: self._show_text(session, text),
                 download_dir=self.options.download_dir,
                 decide=lambda offer: self._decide(session, offer),
                 overwrite=self.options.overwrite,
@@ -186,10 +219,13 @@ class Listener:
             if report.ok:
                 self.output.summary(report, peer=session.peer, session=session.session_id,
                                     direction="receive")
+            self._once(None if report.ok else RtcxferError(
+                f"the transfer from {session.peer} was declined"))
         except RtcxferError as error:
             message = f"transfer from {session.peer} failed: {error}"
             self.output.report("transfer_failed", message, peer=session.peer,
                                session=session.session_id, message=message)
+            self._once(error)
         finally:
             self._sessions.discard(session)
             if receiving.done() and not receiving.cancelled():
@@ -222,7 +258,7 @@ class Listener:
             self.output.event(
                 "offer", peer=peer, session=session.session_id, code=code,
                 files=[{"name": f.name, "size": f.size} for f in offer.files],
-                total=offer.total,
+                total=offer.total, count=offer_count(offer),
             )
             reason = await self._ask(peer, offer, code)
         if reason is not None:
@@ -232,12 +268,12 @@ class Listener:
 
     async def _ask(self, peer: str, offer: IncomingOffer, code: str) -> str | None:
         if self.options.assume_yes:
-            self.output.say(f"{peer} sends {count(len(offer.files), 'file')}, "
+            self.output.say(f"{peer} sends {count(offer_count(offer), 'file')}, "
                             f"{format_size(offer.total)} (verification code {code})")
             return None
         if not self.options.interactive:
             return NOT_INTERACTIVE
-        question = (f"{peer} wants to send {count(len(offer.files), 'file')}, "
+        question = (f"{peer} wants to send {count(offer_count(offer), 'file')}, "
                     f"{format_size(offer.total)}; verification code {code}. Accept?")
         async with self._prompt:
             return None if await self.ask(question) else DECLINED_BY_USER

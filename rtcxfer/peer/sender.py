@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,17 +12,27 @@ from rtcxfer.peer.client import ClientOptions, log_in
 from rtcxfer.peer.config import rtc_configuration
 from rtcxfer.peer.session import PeerSession, Role, new_session_id
 from rtcxfer.progress import Output
-from rtcxfer.transfer import TransferReport, collect_sources, send_files
+from rtcxfer.transfer import TransferReport
+from rtcxfer.transfer.sender2 import plan_paths, plan_stream, plan_text, send_outgoing
+
+STDIN_PATH = Path("-")
 
 
 async def send(peer: str, paths: Sequence[Path], options: ClientOptions,
-               output: Output) -> TransferReport:
-    """Send ``paths`` to ``peer``; return only when every file was acked with its sha256."""
+               output: Output, *, stdin_name: str = "stdin",
+               text: bytes | None = None) -> TransferReport:
+    """Send ``paths`` (``-``: standard input as a stream), or ``text``, to ``peer``;
+    return only when every file was acked with its sha256."""
     configuration = rtc_configuration(options.ice)
-    sources = await asyncio.to_thread(collect_sources, paths)
-    if not sources:
-        # rtcxfer/1 carries files, not folders: an empty tree would arrive as nothing.
-        raise RtcxferError("nothing to send: the folders given hold no files")
+    if text is not None:
+        outgoing = plan_text(text)
+    elif list(paths) == [STDIN_PATH]:
+        outgoing = plan_stream(sys.stdin.buffer, stdin_name)
+    else:
+        outgoing = await asyncio.to_thread(plan_paths, paths)
+        if not outgoing.count:
+            # Files are sent, not folders: an empty tree would arrive as nothing.
+            raise RtcxferError("nothing to send: the folders given hold no files")
     signaling = await log_in(options, output, vary_default_name=True)
     session: PeerSession | None = None
     try:
@@ -39,9 +50,9 @@ async def send(peer: str, paths: Sequence[Path], options: ClientOptions,
                       peer=peer, session=session.session_id, code=code)
         output.say(f"waiting for {peer} to accept…")
         try:
-            report = await session.until(send_files(
+            report = await session.until(send_outgoing(
                 channel,
-                sources,
+                outgoing,
                 max_message_size=session.remote_max_message_size,
                 observer=output.observer(peer=peer, session=session.session_id,
                                          direction="send"),

@@ -91,3 +91,11 @@ def _source(path: Path, name: str, status: os.stat_result) -> SourceFile:
     return SourceFile(
         path=path, entry=FileEntry(name=name, size=status.st_size, mtime=status.st_mtime)
     )
+
+
+def iter_sources(paths: Sequence[Path]) -> Iterator[SourceFile]:
+    """The files of :func:`collect_sources`, one at a time, without its checks across
+    paths (duplicate names, the rtcxfer/1 file limit): for rtcxfer/2, which lists any
+    number of files and checks clashes itself (``rtcxfer.transfer.names2``)."""
+    for path in paths:
+        yield from _collect_one(path)

@@ -1,0 +1,72 @@
+"""Clash detection over a whole rtcxfer/2 transfer, in a few bytes per name.
+
+rtcxfer/1 compares the names of one ``hello`` as tuples; rtcxfer/2 lists any number of
+entries in batches, so :class:`NameGuard` keeps only a 16-byte digest of each file and
+folder name seen (after NFC normalisation, and ``casefold`` when the receiver's file
+system folds case). Each name must first pass :func:`rtcxfer.transfer.paths.split_name`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import unicodedata
+from pathlib import Path
+
+from rtcxfer.transfer.paths import UnsafeName, split_name
+
+
+def _digest(components: tuple[str, ...]) -> bytes:
+    return hashlib.blake2b("/".join(components).encode("utf-8", "surrogatepass"),
+                           digest_size=16).digest()
+
+
+def _shown(name: str) -> str:
+    return repr(name if len(name) <= 80 else name[:77] + "...")
+
+
+class NameGuard:
+    """Refuses a name that is unsafe or clashes with one seen before (files and folders)."""
+
+    def __init__(self, *, fold_case: bool) -> None:
+        self.fold_case = fold_case
+        self.files: set[bytes] = set()
+        self.folders: set[bytes] = set()
+
+    def key(self, name: str) -> tuple[str, ...]:
+        normal = unicodedata.normalize("NFC", name)
+        if self.fold_case:
+            normal = normal.casefold()
+        return tuple(normal.split("/"))
+
+    def add(self, name: str) -> tuple[str, ...]:
+        """The components of ``name``; raise :class:`UnsafeName` if it is refused."""
+        components = split_name(name)
+        key = self.key(name)
+        whole = _digest(key)
+        if whole in self.files:
+            raise UnsafeName(f"{_shown(name)} appears twice")
+        if whole in self.folders:
+            raise UnsafeName(f"{_shown(name)} is both a file and a folder")
+        parents = [_digest(key[:depth]) for depth in range(1, len(key))]
+        for parent in parents:
+            if parent in self.files:
+                raise UnsafeName(f"{_shown(name)} puts a file inside another file")
+        self.files.add(whole)
+        self.folders.update(parents)
+        return components
+
+
+def folds_case(folder: Path) -> bool:
+    """True when ``folder``'s file system treats ``a`` and ``A`` as the same name."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".rtcxfer-case-probe-", dir=folder)
+    except OSError:
+        return False
+    os.close(fd)
+    try:
+        upper = Path(probe).with_name(Path(probe).name.upper())
+        return upper.exists()
+    finally:
+        os.unlink(probe)
