@@ -33,7 +33,7 @@ from aiortc import RTCDataChannel
 
 from rtcxfer.errors import TransferFailed
 from rtcxfer.protocol.transfer import FileEntry, TransferProtocolError
-from rtcxfer.protocol.transfer2 import Entry, Hello2, encode_message2, parse_message2
+from rtcxfer.protocol.transfer2 import Acks, Entry, Hello2, encode_message2, parse_message2
 from rtcxfer.transfer import receiver as receiver1
 from rtcxfer.transfer.channel import ChannelClosed, ChannelLink
 from rtcxfer.transfer.machines2 import (
@@ -258,6 +258,14 @@ class _Receiver2:
         for action in actions:
             match action:
                 case Send(message):
+                    if isinstance(message, Acks):
+                        # Failures the machine settled itself (bytes beyond the size,
+                        # a write that failed) are reported here.
+                        for index, reason in message.failed:
+                            entry = self.names.pop(index, None)
+                            if entry is not None:
+                                self.observer.file_finished(index, entry.as_file_entry(),
+                                                            False, reason, None)
                     try:
                         self.link.send(encode_message2(message))
                     except ChannelClosed:

@@ -175,6 +175,7 @@ class _Sender2:
         self.sent_bytes = 0
         self.resumed_bytes = 0
         self.acked = 0
+        self.failed_names: list[tuple[str, str]] = []
 
     async def run(self) -> TransferReport:
         try:
@@ -304,6 +305,8 @@ class _Sender2:
                         item = self.items.pop(index)
                         ok = index not in reasons
                         self.acked += ok
+                        if not ok and len(self.failed_names) < 5:
+                            self.failed_names.append((item.entry.name, reasons[index]))
                         self.observer.file_finished(index, item.entry.as_file_entry(), ok,
                                                     reasons.get(index), item.path)
                 case Declined(reason):
@@ -338,8 +341,9 @@ class _Sender2:
             self.outcome.set_exception(error)
 
     def _describe(self, failed: int, failures: Sequence[tuple[int, str]]) -> str:
-        shown = "; ".join(f"entry {index}: {reason}" for index, reason in failures)
-        more = f" (and {failed - len(failures)} more)" if failed > len(failures) else ""
+        shown = "; ".join(f"{name}: {reason}" for name, reason in self.failed_names)
+        more = (f" (and {failed - len(self.failed_names)} more)"
+                if failed > len(self.failed_names) else "")
         return f"the receiver refused {failed} file{'s' if failed > 1 else ''}: {shown}{more}"
 
     # -- streaming -------------------------------------------------------------------

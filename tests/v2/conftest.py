@@ -1,4 +1,4 @@
-"""Fixtures for the rtcxfer/2 end-to-end tests (as tests/e2e): a real server and real CLI subprocesses."""
+"""Fixtures for the rtcxfer/2 end-to-end tests: a real server, real CLI processes."""
 
 from __future__ import annotations
 

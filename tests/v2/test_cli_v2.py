@@ -6,8 +6,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-from support import CliProcess, json_events, wait_for_event
+from support import CliProcess, json_events
 
 SEND_TIMEOUT = 300.0
 
