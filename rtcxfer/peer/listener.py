@@ -101,8 +101,8 @@ class Listener:
 
     def _show_text(self, session: PeerSession, text: str) -> None:
         shown = "\n".join(printable(line) for line in text.split("\n"))
-        self.output.report("text", f"{session.peer} sent a text:\n{shown}",
-                           peer=session.peer, session=session.session_id, text=text)
+        self.output.event("text", peer=session.peer, session=session.session_id, text=text)
+        self.output.say(f"{session.peer} sent a text:\n{shown}")
 
     async def run(self) -> None:
         """Log in and serve offers until cancelled; only the first login may fail."""

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import subprocess
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from support import CliProcess, json_events
+import pytest
+from support import RTCXFER, CliProcess, cli_env, json_events, wait_for_event
 
 SEND_TIMEOUT = 300.0
 
@@ -50,3 +55,121 @@ def test_folder_of_5000_files(tmp_path: Path, listen: Start, send: Start) -> Non
     summary = assert_sent(send("alice", "bob", tmp_path / "out" / "tree"))
     assert summary["files"] == 5000
     assert_tree(inbox, made)
+
+
+@pytest.mark.slow
+def test_folder_of_100000_files(tmp_path: Path, listen: Start, send: Start) -> None:
+    made = make_tree(tmp_path / "out" / "tree", 100_000, size=64, depth=4)
+    inbox = tmp_path / "in"
+    listen("bob", inbox, "--yes")
+    summary = assert_sent(send("alice", "bob", tmp_path / "out" / "tree"), timeout=900)
+    assert summary["files"] == 100_000
+    assert_tree(inbox, made)
+
+
+def test_text(tmp_path: Path, listen: Start, send: Start) -> None:
+    listener = listen("bob", tmp_path / "in", "--yes")
+    text = "meet at 5\n\x1b]0;owned\x07 bring \u202ecoffee"
+    assert_sent(send("alice", "bob", "--text", text))
+    event = wait_for_event(listener, "text", peer="alice")
+    assert event["text"] == text
+    assert list((tmp_path / "in").iterdir()) == []
+
+
+def test_text_on_the_terminal_is_escaped(tmp_path: Path, run: Start, server: str,
+                                         send: Start) -> None:
+    listener = run("listen", "--server", server, "--name", "bob", "--dir",
+                   str(tmp_path / "in"), "--yes")
+    listener.wait_for_line(lambda line: "receiving into" in line, stream="stderr", timeout=60)
+    assert_sent(send("alice", "bob", "--text", "line one\nline \x1b[2J two"))
+    listener.wait_for_line(lambda line: "two" in line, stream="stderr", timeout=60)
+    shown = listener.stderr
+    assert "line one" in shown and "line \\x1b[2J two" in shown
+    assert "\x1b" not in shown
+
+
+def _feed(process: subprocess.Popen[bytes], total: int, digest: Any) -> None:
+    assert process.stdin is not None
+    block = os.urandom(1024 * 1024)
+    sent = 0
+    while sent < total:
+        piece = block[: min(len(block), total - sent)]
+        # Vary the content so a lost or repeated block changes the hash.
+        piece = sent.to_bytes(8, "big") + piece[8:]
+        digest.update(piece)
+        process.stdin.write(piece)
+        sent += len(piece)
+    process.stdin.close()
+
+
+def _drain(process: subprocess.Popen[bytes], digest: Any, counted: list[int]) -> None:
+    assert process.stdout is not None
+    while block := process.stdout.read(1024 * 1024):
+        digest.update(block)
+        counted[0] += len(block)
+
+
+@pytest.mark.slow
+def test_stdin_to_stdout_200_mib(tmp_path: Path, server: str) -> None:
+    total = 200 * 1024 * 1024
+    env = cli_env()
+    listener = subprocess.Popen(
+        [*RTCXFER, "listen", "--server", server, "--name", "bob", "--dir", str(tmp_path),
+         "--yes", "--once", "--stdout"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        start_new_session=True)
+    sender: subprocess.Popen[bytes] | None = None
+    try:
+        assert listener.stderr is not None
+        for line in listener.stderr:  # bounded by the login happening or the process exiting
+            if b"receiving into" in line:
+                break
+        received, counted = hashlib.sha256(), [0]
+        reader = threading.Thread(target=_drain, args=(listener, received, counted))
+        reader.start()
+        sender = subprocess.Popen(
+            [*RTCXFER, "send", "--server", server, "--name", "alice", "--stdin-name", "pipe",
+             "bob", "-"],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+            start_new_session=True)
+        sent = hashlib.sha256()
+        _feed(sender, total, sent)
+        assert sender.wait(SEND_TIMEOUT) == 0, sender.stderr.read() if sender.stderr else ""
+        assert listener.wait(SEND_TIMEOUT) == 0
+        reader.join(SEND_TIMEOUT)
+        assert counted[0] == total
+        assert received.hexdigest() == sent.hexdigest()
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        for process in (sender, listener):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def test_small_stream_through_two_clis_with_tar(tmp_path: Path, server: str) -> None:
+    """`tar c dir | rtcxfer send bob -` and `rtcxfer listen --once --stdout | tar x`."""
+    made = make_tree(tmp_path / "src" / "tree", 40, size=3000)
+    out = tmp_path / "unpacked"
+    out.mkdir()
+    env = cli_env()
+    python = " ".join(RTCXFER)
+    listener = subprocess.Popen(
+        f"{python} listen --server {server} --name bob --dir {tmp_path} --yes --once --stdout"
+        f" | tar x -C {out}", shell=True, stderr=subprocess.PIPE, env=env,
+        start_new_session=True)
+    try:
+        assert listener.stderr is not None
+        for line in listener.stderr:
+            if b"receiving into" in line:
+                break
+        sender = subprocess.run(
+            f"tar c -C {tmp_path / 'src'} tree | {python} send --server {server} --name alice"
+            " bob -", shell=True, env=env, capture_output=True, timeout=SEND_TIMEOUT)
+        assert sender.returncode == 0, sender.stderr
+        assert listener.wait(SEND_TIMEOUT) == 0
+        assert_tree(out, made)
+    finally:
+        if listener.poll() is None:
+            os.killpg(listener.pid, 9)
+            listener.wait()
