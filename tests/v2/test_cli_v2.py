@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import threading
 from collections.abc import Callable
@@ -173,3 +174,32 @@ def test_small_stream_through_two_clis_with_tar(tmp_path: Path, server: str) -> 
         if listener.poll() is None:
             os.killpg(listener.pid, 9)
             listener.wait()
+
+
+def test_folder_resume_after_the_listener_is_killed(tmp_path: Path, listen: Start,
+                                                    send: Start) -> None:
+    size = 256 * 1024
+    made = make_tree(tmp_path / "out" / "tree", 400, size=size)
+    total = sum(len(data) for data in made.values())
+    inbox = tmp_path / "in"
+    listener = listen("bob", inbox, "--yes")
+    first = send("alice", "bob", tmp_path / "out" / "tree")
+    listener.wait_for_line(
+        lambda line: line.count('"file_done"') and line.count('"index": 60,'), timeout=120)
+    listener.send_signal(signal.SIGKILL)
+    landed = [event for event in json_events(listener, "file_done") if event["ok"]]
+    assert first.wait(SEND_TIMEOUT) == 8
+    assert len(landed) < 400
+
+    listen("bob", inbox, "--yes")
+    second = send("alice", "bob", tmp_path / "out" / "tree")
+    summary = assert_sent(second)
+    assert_tree(inbox, made)
+    started = json_events(second, "file_started")
+    skipped = [event for event in started if event["offset"] == event["size"]]
+    resumed = [event for event in started if 0 < event["offset"] < event["size"]]
+    assert {event["name"] for event in landed} <= {event["name"] for event in skipped}
+    assert len(resumed) <= 1
+    assert summary["bytes"] == total - sum(event["offset"] for event in started)
+    assert summary["bytes"] < total - len(landed) * size * 0.9
+    assert not [path for path in inbox.rglob("*") if "rtcxfer-part" in path.name]
