@@ -102,7 +102,32 @@ class Acks:
     failed: tuple[tuple[int, str], ...] = ()
 
 
-Message2 = Hello2 | Accept2 | Decline | ListBatch | Have | FileStart | Eof2 | Acks | Done | Error
+@dataclass(frozen=True, slots=True)
+class Packed:
+    """One file of a ``pack``: ``length`` bytes of file ``index`` from ``offset``."""
+
+    index: int
+    offset: int
+    length: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Pack:
+    """Several whole small files in one binary frame (docs/protocol.md, rtcxfer/2)."""
+
+    files: tuple[Packed, ...]
+
+    @property
+    def length(self) -> int:
+        return sum(item.length for item in self.files)
+
+
+# Files in one pack, at most.
+MAX_PACK_FILES = 1024
+
+Message2 = (Hello2 | Accept2 | Decline | ListBatch | Have | FileStart | Eof2 | Acks | Pack | Done
+            | Error)
 
 
 def _count(obj: dict[str, Any], field: str, context: str) -> int:
@@ -189,6 +214,29 @@ def _parse_acks(obj: dict[str, Any]) -> Acks:
     return Acks(upto=upto, failed=tuple(failed))
 
 
+def _parse_sha256(obj: dict[str, Any], context: str) -> str:
+    digest = obj.get("sha256")
+    if not isinstance(digest, str) or not _SHA256_HEX.fullmatch(digest.lower()):
+        raise TransferProtocolError(f"{context}: 'sha256' must be 64 hexadecimal digits")
+    return digest.lower()
+
+
+def _parse_pack(obj: dict[str, Any]) -> Pack:
+    raw_files = obj.get("files")
+    if not isinstance(raw_files, list) or not 0 < len(raw_files) <= MAX_PACK_FILES:
+        raise TransferProtocolError(f"pack: 'files' must be an array of 1 to {MAX_PACK_FILES}")
+    files = []
+    for position, raw in enumerate(raw_files):
+        context = f"pack.files[{position}]"
+        if not isinstance(raw, dict):
+            raise TransferProtocolError(f"{context} must be an object")
+        files.append(Packed(index=_count(raw, "index", context),
+                            offset=_count(raw, "offset", context),
+                            length=_count(raw, "length", context),
+                            sha256=_parse_sha256(raw, context)))
+    return Pack(files=tuple(files))
+
+
 def parse_message2(frame: str) -> Message2:
     """Parse one text frame of an rtcxfer/2 session (or the first frame of any session)."""
     try:
@@ -227,6 +275,8 @@ def parse_message2(frame: str) -> Message2:
             return Eof2(index=_count(obj, "index", "eof"), sha256=digest.lower(), size=size)
         case "acks":
             return _parse_acks(obj)
+        case "pack":
+            return _parse_pack(obj)
         case "done":
             return Done()
         case "error":
@@ -277,6 +327,10 @@ def encode_message2(message: Message2) -> str:
         case Acks():
             obj = {"type": "acks", "upto": message.upto,
                    "failed": [{"index": i, "reason": r} for i, r in message.failed]}
+        case Pack():
+            obj = {"type": "pack", "files": [
+                {"index": f.index, "offset": f.offset, "length": f.length, "sha256": f.sha256}
+                for f in message.files]}
         case Done():
             obj = {"type": "done"}
         case Error():

@@ -32,8 +32,16 @@ from typing import Any, BinaryIO
 from aiortc import RTCDataChannel
 
 from rtcxfer.errors import TransferFailed
-from rtcxfer.protocol.transfer import FileEntry, TransferProtocolError
-from rtcxfer.protocol.transfer2 import Acks, Entry, Hello2, encode_message2, parse_message2
+from rtcxfer.protocol.transfer import FileEntry, FileStart, TransferProtocolError
+from rtcxfer.protocol.transfer2 import (
+    Acks,
+    Entry,
+    Eof2,
+    Hello2,
+    Pack,
+    encode_message2,
+    parse_message2,
+)
 from rtcxfer.transfer import receiver as receiver1
 from rtcxfer.transfer.channel import ChannelClosed, ChannelLink
 from rtcxfer.transfer.machines2 import (
@@ -184,6 +192,7 @@ class _Receiver2:
         self.committer.start()
         self.fsyncs = ThreadPoolExecutor(FSYNC_WORKERS, thread_name_prefix="rtcxfer-fsync")
         self.decision: asyncio.Task[None] | None = None
+        self.pending_pack: Pack | None = None
         self.batch: list[bytes] = []
         self.batch_bytes = 0
         self.batch_index = -1
@@ -231,21 +240,56 @@ class _Receiver2:
         if self.outcome.done():
             return
         if isinstance(data, bytes):
-            actions = self.machine.receive_chunk(len(data))
-            if actions and isinstance(actions[0], WriteChunk):
-                self.batch.append(data)
-                self.batch_bytes += len(data)
-                self.batch_index = actions[0].index
-                self.received_bytes += len(data)
-                if self.batch_bytes >= BATCH_BYTES:
-                    self._flush_batch()
-                return
+            pack, self.pending_pack = self.pending_pack, None
+            if pack is not None:
+                self._unpack(pack, data)
+            else:
+                self._chunk(data)
+            return
+        try:
+            message = parse_message2(data)
+        except TransferProtocolError as error:
+            self._execute(self.machine.protocol_violation(str(error)))
+            return
+        if self.pending_pack is not None:
+            self._execute(self.machine.protocol_violation(
+                "a control message where the binary frame of a 'pack' was due"))
+        elif isinstance(message, Pack):
+            if message.length:
+                self.pending_pack = message
+            else:
+                self._unpack(message, b"")
         else:
-            try:
-                actions = self.machine.receive_message(parse_message2(data))
-            except TransferProtocolError as error:
-                actions = self.machine.protocol_violation(str(error))
+            self._execute(self.machine.receive_message(message))
+
+    def _chunk(self, data: bytes) -> None:
+        actions = self.machine.receive_chunk(len(data))
+        if actions and isinstance(actions[0], WriteChunk):
+            self.batch.append(data)
+            self.batch_bytes += len(data)
+            self.batch_index = actions[0].index
+            self.received_bytes += len(data)
+            if self.batch_bytes >= BATCH_BYTES:
+                self._flush_batch()
+            return
         self._execute(actions)
+
+    def _unpack(self, pack: Pack, data: bytes) -> None:
+        """A ``pack``: exactly its files' file / bytes / eof, one after the other."""
+        if len(data) != pack.length:
+            self._execute(self.machine.protocol_violation(
+                f"a 'pack' of {pack.length} bytes came with a frame of {len(data)}"))
+            return
+        position = 0
+        for item in pack.files:
+            self._execute(self.machine.receive_message(FileStart(item.index, item.offset)))
+            if item.length and not self.outcome.done():
+                self._chunk(data[position:position + item.length])
+                position += item.length
+            if self.outcome.done():
+                return
+            self._execute(self.machine.receive_message(
+                Eof2(item.index, item.sha256, item.offset + item.length)))
 
     def _flush_batch(self) -> None:
         if not self.batch:

@@ -25,12 +25,16 @@ from typing import Any, BinaryIO
 from aiortc import RTCDataChannel
 
 from rtcxfer.errors import PeerDeclined, RtcxferError, TransferFailed
-from rtcxfer.protocol.transfer import Error, TransferProtocolError
+from rtcxfer.protocol.transfer import Done, Error, FileStart, TransferProtocolError
 from rtcxfer.protocol.transfer2 import (
     MAX_BATCH_BYTES,
+    MAX_PACK_FILES,
     MAX_TEXT_BYTES,
     Entry,
+    Eof2,
     Hello2,
+    Pack,
+    Packed,
     encode_message2,
     entry_bytes,
     parse_message2,
@@ -169,6 +173,10 @@ class _Sender2:
         self.items: dict[int, Item] = {}
         self.prefetched: dict[int, Future[tuple[bytes, str]]] = {}
         self.streams: asyncio.Queue[StreamFile] = asyncio.Queue()
+        self.held_starts: dict[int, FileStart] = {}
+        self.pack: list[Packed] = []
+        self.pack_data: list[bytes] = []
+        self.pack_bytes = 0
         self.tasks: list[asyncio.Task[None]] = []
         self.batch0: tuple[Entry, ...] = ()
         self.started = time.monotonic()
@@ -286,10 +294,19 @@ class _Sender2:
             return
         self._execute(actions)
 
-    def _execute(self, actions: Actions) -> None:
+    def _execute(self, actions: Actions, *, packed: int = -1) -> None:
+        """Carry out ``actions``. ``packed``: the file just added to the pack, whose
+        ``eof`` the pack carries. A ``file`` waits for the stream loop (which either
+        sends it or packs the file); ``done`` goes out after the pack."""
         for action in actions:
             match action:
+                case Send(FileStart() as start):
+                    self.held_starts[start.index] = start
+                case Send(Eof2() as eof) if eof.index == packed:
+                    pass
                 case Send(message):
+                    if isinstance(message, Done):
+                        self._flush_pack()
                     try:
                         self.link.send(encode_message2(message))
                     except ChannelClosed:
@@ -350,25 +367,67 @@ class _Sender2:
 
     async def _stream_loop(self) -> None:
         while not self.outcome.done():
+            if self.pack and self.streams.empty():
+                self._flush_pack()
             action = await self.streams.get()
             index, offset = action.index, action.offset
             item = self.items[index]
+            start = self.held_starts.pop(index)
             self.observer.file_started(index, item.entry.as_file_entry(), offset)
             self.resumed_bytes += offset
             self._prefetch(index + 1)
+            size = item.entry.size
+            if (item.path is not None and size is not None and size <= SMALL_FILE
+                    and size - offset <= self.frame):
+                try:
+                    future = self.prefetched.pop(index, None) or self.io.submit(
+                        _read_whole, item.path, size)
+                    data, digest = await asyncio.wrap_future(future)
+                except (SourceChanged, OSError) as error:
+                    self._execute(self.machine.abort(_describe_read_error(item, error)))
+                    return
+                if self.outcome.done():
+                    return
+                self._add_to_pack(index, offset, data[offset:], digest)
+                self.sent_bytes += size - offset
+                self.observer.file_progress(index, size)
+                self._execute(self.machine.file_sent(index, digest, size), packed=index)
+                continue
+            self._flush_pack()
             try:
+                self.link.send(encode_message2(start))
                 sent = await self._stream(index, item, offset)
-            except SourceChanged as error:
-                self._execute(self.machine.abort(str(error)))
+            except ChannelClosed:
+                self._execute(self.machine.channel_closed())
                 return
-            except OSError as error:
-                self._execute(self.machine.abort(
-                    f"cannot read {item.path or 'standard input'}: {error.strerror or error}"))
+            except (SourceChanged, OSError) as error:
+                self._execute(self.machine.abort(_describe_read_error(item, error)))
                 return
             if sent is None or self.outcome.done():
                 return
             digest, size = sent
             self._execute(self.machine.file_sent(index, digest, size))
+
+    def _add_to_pack(self, index: int, offset: int, data: bytes, digest: str) -> None:
+        if self.pack and (self.pack_bytes + len(data) > self.frame
+                          or len(self.pack) >= MAX_PACK_FILES):
+            self._flush_pack()
+        self.pack.append(Packed(index, offset, len(data), digest))
+        self.pack_data.append(data)
+        self.pack_bytes += len(data)
+
+    def _flush_pack(self) -> None:
+        """Send the files gathered for one ``pack`` (header, then one binary frame)."""
+        if not self.pack or self.outcome.done():
+            return
+        pack, data = Pack(tuple(self.pack)), b"".join(self.pack_data)
+        self.pack, self.pack_data, self.pack_bytes = [], [], 0
+        try:
+            self.link.send(encode_message2(pack))
+            if data:
+                self.link.send(data)
+        except ChannelClosed:
+            self._execute(self.machine.channel_closed())
 
     def _prefetch(self, start: int) -> None:
         for index in range(start, start + PREFETCH_FILES):
@@ -467,6 +526,12 @@ class _Sender2:
         finally:
             v1.link.detach()
             v1.disk.shutdown(wait=False)
+
+
+def _describe_read_error(item: Item, error: Exception) -> str:
+    if isinstance(error, OSError):
+        return f"cannot read {item.path or 'standard input'}: {error.strerror or error}"
+    return str(error)
 
 
 def _read_whole(path: Path, size: int) -> tuple[bytes, str]:

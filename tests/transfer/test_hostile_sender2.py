@@ -199,3 +199,40 @@ async def test_symlink_in_the_download_folder_is_not_followed(tmp_path: Path,
     assert acks[-1].failed
     assert not (tmp_path / "x").exists()
     outside_untouched(tmp_path, inbox)
+
+
+def pack(*files: tuple[int, int, bytes]) -> str:
+    return json.dumps({"type": "pack", "files": [
+        {"index": index, "offset": offset, "length": len(data), "sha256": sha(data)}
+        for index, offset, data in files]})
+
+
+async def test_pack_lands_several_files(inbox: Path) -> None:
+    frames: list[str | bytes] = [
+        hello(3, 6, [entry("a", 1), entry("b", 0), entry("c", 5)]),
+        pack((0, 0, b"a"), (1, 0, b""), (2, 0, b"ccccc")), b"accccc",
+        json.dumps({"type": "done"}),
+    ]
+    _replies, outcome = await run_script(inbox, frames)
+    assert isinstance(outcome, TransferReport) and outcome.ok and outcome.files == 3
+    assert (inbox / "c").read_bytes() == b"ccccc" and (inbox / "b").read_bytes() == b""
+
+
+@pytest.mark.parametrize("frames", [
+    # The binary frame is shorter than the pack says.
+    [pack((0, 0, b"aaaa")), b"aaa"],
+    # A pack that covers less than the whole file.
+    [pack((0, 0, b"aa")), b"aa"],
+    # A control message where the pack's frame is due.
+    [pack((0, 0, b"aaaa")), json.dumps({"type": "done"})],
+    # A pack for a file out of order.
+    [pack((1, 0, b"")), b""],
+])
+async def test_broken_packs_are_protocol_violations(inbox: Path,
+                                                    frames: list[str | bytes]) -> None:
+    script: list[str | bytes] = [hello(2, 4, [entry("a", 4), entry("b", 0)]),
+                                 *[frame for frame in frames if frame != b""]]
+    _replies, outcome = await run_script(inbox, script)
+    assert isinstance(outcome, TransferFailed) and "protocol" in str(outcome)
+    # Only a part file (kept for a resume, as after any broken transfer) may be left.
+    assert [name for name in names_in(inbox) if ".rtcxfer-part" not in name] == []
