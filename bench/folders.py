@@ -1,7 +1,7 @@
 """Folders of many small files: rtcxfer/2 against magic-wormhole, in the same run.
 
-Builds a tree of N files of 1 KiB (every 50th empty), nested up to 20 folders deep,
-then moves it on loopback:
+Builds a tree of N files of 1 KiB (every 50th empty), 40 to a folder, the folders nested
+up to 20 deep, then moves it on loopback:
 
 - ``rtcxfer``: ``rtcxfer serve``, ``rtcxfer listen --yes --once`` and ``rtcxfer send``
   as separate processes (the fast path on, as by default);
@@ -35,6 +35,7 @@ RTCXFER = [sys.executable, "-m", "rtcxfer"]
 BIN = Path(sys.executable).parent
 FILE_BYTES = 1024
 MAX_DEPTH = 20
+FILES_PER_FOLDER = 40
 RUN_TIMEOUT = 3600.0
 
 
@@ -67,8 +68,10 @@ def build_tree(root: Path, count: int) -> int:
     block = os.urandom(FILE_BYTES)
     total = 0
     for number in range(count):
-        depth = number % (MAX_DEPTH + 1)
-        parts = [f"l{level}-{(number >> level) % 4}" for level in range(depth)]
+        # FILES_PER_FOLDER files a folder; folders nested 0 to MAX_DEPTH deep.
+        group = number // FILES_PER_FOLDER
+        depth = group % (MAX_DEPTH + 1)
+        parts = [f"l{level}-{(group >> level) % 3}" for level in range(depth)]
         folder = root.joinpath(*parts) if parts else root
         folder.mkdir(parents=True, exist_ok=True)
         data = b"" if number % 50 == 0 else number.to_bytes(8, "big") + block[8:]

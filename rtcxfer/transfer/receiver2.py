@@ -20,7 +20,6 @@ import contextlib
 import hashlib
 import os
 import queue
-import stat
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -44,6 +43,7 @@ from rtcxfer.protocol.transfer2 import (
 )
 from rtcxfer.transfer import receiver as receiver1
 from rtcxfer.transfer.channel import ChannelClosed, ChannelLink
+from rtcxfer.transfer.folders2 import FolderCache
 from rtcxfer.transfer.machines2 import (
     Actions,
     AskDecision,
@@ -64,6 +64,8 @@ from rtcxfer.transfer.paths import split_name
 from rtcxfer.transfer.storage import DownloadFolder, PartFile, StorageError
 
 BATCH_BYTES = 1024 * 1024
+# Files up to this size, received from their first byte, get no resume sidecar.
+SMALL_PART = 1024 * 1024
 GROUP_FILES = 128
 GROUP_SECONDS = 0.02
 FSYNC_WORKERS = 4
@@ -193,11 +195,13 @@ class _Receiver2:
         self.fsyncs = ThreadPoolExecutor(FSYNC_WORKERS, thread_name_prefix="rtcxfer-fsync")
         self.decision: asyncio.Task[None] | None = None
         self.pending_pack: Pack | None = None
+        self.ops: list[Callable[[], None]] | None = None
         self.batch: list[bytes] = []
         self.batch_bytes = 0
         self.batch_index = -1
         # Disk thread only.
         self.existing: set[int] = set()
+        self.folders = FolderCache(download_dir)
         self.part: PartFile | None = None
         self.part_index = -1
         self.mode = ""
@@ -226,6 +230,7 @@ class _Receiver2:
             if self.decision is not None:
                 self.decision.cancel()
             self.disk.submit(self._close_part)
+            self.disk.submit(self.folders.close)
             self.disk.stop()
             await asyncio.to_thread(self.disk.thread.join)
             self.ready.put(None)
@@ -239,6 +244,23 @@ class _Receiver2:
     def on_message(self, data: str | bytes) -> None:
         if self.outcome.done():
             return
+        # Disk work of one frame (a pack holds many files) goes to the disk thread as
+        # one job: the bounded queue then counts frames, not files.
+        self.ops = []
+        try:
+            self._on_frame(data)
+        finally:
+            ops, self.ops = self.ops, None
+            if ops:
+                self.disk.submit(lambda: _run_all(ops))
+
+    def _disk_op(self, job: Callable[[], None]) -> None:
+        if self.ops is not None:
+            self.ops.append(job)
+        else:
+            self.disk.submit(job)
+
+    def _on_frame(self, data: str | bytes) -> None:
         if isinstance(data, bytes):
             pack, self.pending_pack = self.pending_pack, None
             if pack is not None:
@@ -296,7 +318,7 @@ class _Receiver2:
             return
         chunks, index = self.batch, self.batch_index
         self.batch, self.batch_bytes = [], 0
-        self.disk.submit(lambda: self._write(index, chunks))
+        self._disk_op(lambda: self._write(index, chunks))
 
     def _execute(self, actions: Actions) -> None:
         for action in actions:
@@ -318,20 +340,20 @@ class _Receiver2:
                 case AskDecision(hello):
                     self.decision = asyncio.ensure_future(self._decide(hello))
                 case LookupOffsets(first, entries):
-                    self.disk.submit(lambda first=first, entries=entries: self._post(
+                    self._disk_op(lambda first=first, entries=entries: self._post(
                         self._found, first, self._lookup(first, entries)))
                 case OpenFile(index, entry, offset):
                     self._flush_batch()
                     self.names[index] = entry
                     self.resumed_bytes += offset
                     self.observer.file_started(index, entry.as_file_entry(), offset)
-                    self.disk.submit(lambda i=index, e=entry, o=offset: self._open(i, e, o))
+                    self._disk_op(lambda i=index, e=entry, o=offset: self._open(i, e, o))
                 case DiscardFile(index):
                     self._flush_batch()
-                    self.disk.submit(lambda i=index: self._discard(i))
+                    self._disk_op(lambda i=index: self._discard(i))
                 case VerifyFile(index, entry, sha256):
                     self._flush_batch()
-                    self.disk.submit(lambda i=index, e=entry, s=sha256: self._verify(i, e, s))
+                    self._disk_op(lambda i=index, e=entry, s=sha256: self._verify(i, e, s))
                 case Declined():
                     self._conclude(ok=False)
                 case Finished(failed):
@@ -361,7 +383,18 @@ class _Receiver2:
             reason = await self.decide(offer)
             offsets: list[int] = []
             if reason is None:
-                offsets = await asyncio.to_thread(self._lookup, 0, hello.files)
+                found: asyncio.Future[list[int]] = self.loop.create_future()
+
+                def look_up() -> None:
+                    try:
+                        held = self._lookup(0, hello.files)
+                    except Exception as error:
+                        self._post(found.set_exception, error)
+                        return
+                    self._post(found.set_result, held)
+
+                self.disk.submit(look_up)
+                offsets = await found
         except Exception as error:
             self._execute(self.machine.abort("the receiver failed while deciding"))
             if not self.outcome.done():
@@ -402,9 +435,8 @@ class _Receiver2:
             if entry.size is None or entry.text or self.stdout is not None:
                 offsets.append(0)
                 continue
-            held = self.folder.held_offset(entry.as_file_entry())
-            if held == 0 and _complete_here(self.root, entry):
-                held = entry.size
+            kind, held = self.folders.lookup(split_name(entry.name), entry.size, entry.mtime)
+            if kind == "complete":
                 self.existing.add(first + position)
             offsets.append(held)
         return offsets
@@ -426,11 +458,13 @@ class _Receiver2:
             if offset == entry.size:
                 self.mode = "existing"
                 try:
-                    self.digest, self.existing_path = _hash_in_place(self.root, entry)
-                except OSError as error:
+                    components = split_name(entry.name)
+                    self.digest = self.folders.hash_in_place(components)
+                    self.existing_path = self.root.joinpath(*components)
+                except (OSError, StorageError) as error:
                     self.mode = "failed"
                     self._post(self.machine.fail_current, index,
-                               f"cannot read the file already here: {error.strerror}")
+                               f"cannot read the file already here: {error}")
                 return
             if offset > 0:
                 self.mode = "failed"
@@ -439,7 +473,10 @@ class _Receiver2:
                 return
         self.mode = "part"
         try:
-            self.part = self.folder.open_part(entry.as_file_entry(), offset)
+            if offset == 0 and entry.size is not None and entry.size <= SMALL_PART:
+                self.part = self.folders.new_small_part(split_name(entry.name))
+            else:
+                self.part = self.folder.open_part(entry.as_file_entry(), offset)
         except StorageError as error:
             self.mode = "failed"
             self._post(self.machine.fail_current, index, error.reason)
@@ -597,53 +634,13 @@ class _Receiver2:
         self._post(self._settled, results)
 
 
+def _run_all(jobs: list[Callable[[], None]]) -> None:
+    for job in jobs:
+        job()
+
+
 def _mismatch(announced: str, actual: str) -> str:
     return f"sha256 mismatch (announced {announced[:16]}..., received {actual[:16]}...)"
-
-
-def _open_leaf_folder(root: Path, components: Sequence[str]) -> int:
-    folder = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    for component in components:
-        try:
-            child = os.open(component, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
-                            | os.O_CLOEXEC, dir_fd=folder)
-        finally:
-            os.close(folder)
-        folder = child
-    return folder
-
-
-def _complete_here(root: Path, entry: Entry) -> bool:
-    """Is ``entry`` already in place, with its size and mtime (a complete earlier copy)?"""
-    if entry.mtime is None or entry.size is None:
-        return False
-    try:
-        components = split_name(entry.name)
-        folder = _open_leaf_folder(root, components[:-1])
-    except (OSError, ValueError):
-        return False
-    try:
-        status = os.stat(components[-1], dir_fd=folder, follow_symlinks=False)
-    except OSError:
-        return False
-    finally:
-        os.close(folder)
-    return (stat.S_ISREG(status.st_mode) and status.st_size == entry.size
-            and abs(status.st_mtime_ns - round(entry.mtime * 1e9)) <= 2000)
-
-
-def _hash_in_place(root: Path, entry: Entry) -> tuple[Any, Path]:
-    components = split_name(entry.name)
-    folder = _open_leaf_folder(root, components[:-1])
-    try:
-        fd = os.open(components[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
-    finally:
-        os.close(folder)
-    digest = hashlib.sha256()
-    with os.fdopen(fd, "rb") as file:
-        while block := file.read(READ_BLOCK):
-            digest.update(block)
-    return digest, root.joinpath(*components)
 
 
 def file_entries(entries: Sequence[Entry]) -> list[FileEntry]:
