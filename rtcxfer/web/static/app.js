@@ -6,7 +6,8 @@
 
 import { defaultSignalingUrl, SignalingClient } from "./signaling.js";
 import { CloseReason, newSessionId, PeerSession, sessionKey } from "./session.js";
-import { FileReceiver, FileSender, PeerDeclined, unsafeNameReason } from "./transfer.js";
+import { FileSender, PeerDeclined, unsafeNameReason } from "./transfer.js";
+import { chooseReceiver } from "./receive2.js";
 
 const NAME_STORAGE_KEY = "rtcxfer.name";
 const MAX_NAME_LENGTH = 64;
@@ -97,9 +98,9 @@ function formatRate(bytes, startedAt) {
   return `${formatBytes(bytes)} at ${formatBytes(bytes / seconds)}/s`;
 }
 
-function filesSummary(files, total) {
-  const noun = files.length === 1 ? "file" : "files";
-  return `${files.length} ${noun} (${formatBytes(total)})`;
+function filesSummary(files, total, count = files.length) {
+  const noun = count === 1 ? "file" : "files";
+  return `${count} ${noun} (${formatBytes(total)})`;
 }
 
 // ---------------------------------------------------------------- login
@@ -466,14 +467,17 @@ async function onRemoteOffer(message) {
     const channel = await session.channel;
     const code = session.verificationCode();
     const view = new IncomingView(peer, code);
-    const receiver = new FileReceiver(channel, peer, {
+    // rtcxfer/1 or rtcxfer/2, as the sender's first message says (receive2.js).
+    const receiver = await chooseReceiver(channel, peer, {
       decide: (hello) => decideOffer(session, channel, hello, code, view),
       onProgress: (progress) => view.progress(progress),
       onFile: (file) => addReceivedFile(peer, file),
+      onText: (text) => addReceivedText(peer, text),
+      onFolder: (folder) => addReceivedFolder(peer, folder),
     });
     const outcome = await receiver.run();
     if (outcome === "accepted") {
-      const summary = filesSummary(receiver.files, receiver.total);
+      const summary = filesSummary(receiver.files, receiver.total, receiver.count);
       view.finish(`received ${summary}, all verified`);
       setStatus(`received ${summary} from ${peer}: every file verified`, "ok");
     } else {
@@ -510,7 +514,7 @@ function showOfferDialog(session, channel, hello, code) {
     return Promise.resolve(false);
   }
   ui.offerSender.textContent = session.peer;
-  ui.offerSummary.textContent = filesSummary(hello.files, hello.total);
+  ui.offerSummary.textContent = filesSummary(hello.files, hello.total, hello.count);
   ui.offerCode.textContent = code;
   ui.offerFiles.replaceChildren(
     ...hello.files.map((file) => {
@@ -603,7 +607,9 @@ class IncomingView {
     if (this.root === null) {
       return;
     }
-    this.bars[index].value = received;
+    if (index < this.bars.length) {
+      this.bars[index].value = received;
+    }
     this.total.value = totalReceived;
     this.rate.textContent = formatRate(totalReceived, this.startedAt);
   }
@@ -638,6 +644,35 @@ function addReceivedFile(peer, { name, size, sha256, blob }) {
   link.textContent = "Download";
   link.dataset.testid = "download";
   item.append(label, details, verified, link);
+  ui.receivedList.append(item);
+  ui.nothingReceived.hidden = true;
+}
+
+function addReceivedText(peer, text) {
+  const item = document.createElement("li");
+  item.dataset.testid = "received-text";
+  const from = document.createElement("span");
+  from.className = "file-size";
+  from.textContent = `text from ${peer}: `;
+  const body = document.createElement("pre");
+  body.className = "received-text";
+  body.textContent = text;
+  item.append(from, body);
+  ui.receivedList.append(item);
+  ui.nothingReceived.hidden = true;
+}
+
+/** A received folder (several files) as one download: a zip built as they arrived. */
+function addReceivedFolder(peer, { blob, count }) {
+  const item = document.createElement("li");
+  item.dataset.testid = "received-folder";
+  item.dataset.count = String(count);
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = `from-${peer}.zip`;
+  link.textContent = `Download all ${count} files (zip)`;
+  link.dataset.testid = "download-folder";
+  item.append(link);
   ui.receivedList.append(item);
   ui.nothingReceived.hidden = true;
 }

@@ -1,0 +1,104 @@
+"""The page receiving rtcxfer/2 from the CLI: a folder of 1,000 files, a stream, a text."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import threading
+import zipfile
+from pathlib import Path
+
+import pytest
+from browser.pages import PeerFactory
+from support import RTCXFER, CliProcess, cli_env
+
+from rtcxfer.errors import ExitCode
+
+pytestmark = pytest.mark.browser
+
+CLI_TIMEOUT = 120.0
+
+
+def test_cli_sends_a_folder_of_1000_files_to_the_page(peers: PeerFactory,
+                                                      tmp_path: Path) -> None:
+    page = peers.open("web")
+    tree = tmp_path / "photos"
+    made = {}
+    for number in range(1000):
+        path = tree / f"album{number % 9}" / f"img{number}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = os.urandom(number % 3000)
+        path.write_bytes(data)
+        made[f"photos/album{number % 9}/img{number}.jpg"] = data
+    sender = CliProcess(["send", "--server", peers.server.ws_url, "--name", "cli", "--json",
+                         "web", str(tree)])
+    try:
+        page.wait_for_offer()
+        assert "1000 files" in (page.page.text_content("#offer-summary") or "")
+        page.page.click("#accept-button")
+        assert sender.wait(CLI_TIMEOUT) == ExitCode.OK, sender.stderr
+        page.wait_for_status("ok")
+        link = "#received-list li[data-testid=received-folder] a[download]"
+        page.page.wait_for_selector(link)
+        with page.page.expect_download() as pending:
+            page.page.click(link)
+        target = tmp_path / "folder.zip"
+        pending.value.save_as(target)
+    finally:
+        sender.stop()
+    with zipfile.ZipFile(target) as archive:
+        assert archive.testzip() is None
+        names = archive.namelist()
+        assert sorted(names) == sorted(made)
+        for name in names[:: 37]:
+            assert archive.read(name) == made[name]
+
+
+def test_cli_sends_a_stream_to_the_page(peers: PeerFactory, tmp_path: Path) -> None:
+    page = peers.open("web")
+    data = os.urandom(3 * 1024 * 1024 + 5)
+    sender = subprocess.Popen(
+        [*RTCXFER, "send", "--server", peers.server.ws_url, "--name", "cli",
+         "--stdin-name", "backup.tar", "web", "-"],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=cli_env(), start_new_session=True)
+    try:
+        stdin = sender.stdin
+        assert stdin is not None
+
+        def feed() -> None:
+            # The sender reads its input only once the page accepted.
+            stdin.write(data)
+            stdin.close()
+
+        feeder = threading.Thread(target=feed, daemon=True)
+        feeder.start()
+        page.wait_for_offer()
+        page.page.click("#accept-button")
+        assert sender.wait(CLI_TIMEOUT) == ExitCode.OK
+        page.wait_for_status("ok")
+        item = page.page.locator("#received-list li[data-name='backup.tar']")
+        assert item.get_attribute("data-sha256") == hashlib.sha256(data).hexdigest()
+        assert page.download("backup.tar", tmp_path).read_bytes() == data
+    finally:
+        if sender.poll() is None:
+            sender.kill()
+            sender.wait()
+
+
+def test_cli_sends_a_text_to_the_page(peers: PeerFactory) -> None:
+    page = peers.open("web")
+    text = "<b>not bold</b>\nsecond line"
+    sender = CliProcess(["send", "--server", peers.server.ws_url, "--name", "cli",
+                         "web", "--text", text])
+    try:
+        page.wait_for_offer()
+        page.page.click("#accept-button")
+        assert sender.wait(CLI_TIMEOUT) == ExitCode.OK, sender.stderr
+        shown = page.page.locator("#received-list li[data-testid=received-text] pre")
+        shown.wait_for()
+        assert shown.text_content() == text
+        assert page.page.locator("#received-list b").count() == 0
+    finally:
+        sender.stop()
