@@ -49,12 +49,17 @@ class NameGuard:
             raise UnsafeName(f"{_shown(name)} appears twice")
         if whole in self.folders:
             raise UnsafeName(f"{_shown(name)} is both a file and a folder")
-        parents = [_digest(key[:depth]) for depth in range(1, len(key))]
-        for parent in parents:
-            if parent in self.files:
-                raise UnsafeName(f"{_shown(name)} puts a file inside another file")
+        if len(key) > 1:
+            parent = _digest(key[:-1])
+            # A known folder's ancestors are known folders, none of them a file (each
+            # file is checked against the folders when it is added): the usual case of
+            # many files in one folder costs one digest more, not one per level.
+            if parent not in self.folders:
+                parents = [_digest(key[:depth]) for depth in range(1, len(key))]
+                if any(digest in self.files for digest in parents):
+                    raise UnsafeName(f"{_shown(name)} puts a file inside another file")
+                self.folders.update(parents)
         self.files.add(whole)
-        self.folders.update(parents)
         return components
 
 

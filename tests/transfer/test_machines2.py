@@ -165,3 +165,29 @@ def test_receiver_state_per_file_is_small() -> None:
     print(f"receiver machine: {per_file:.0f} bytes per file")
     assert first.settled == small and second.settled == large
     assert per_file < 512
+
+
+@pytest.mark.parametrize(("names", "problem"), [
+    (["d/x", "d/y", "d/x/z"], "inside another file"),
+    (["d/e/f", "d/e/g", "d/e"], "both a file and a folder"),
+    (["d/e/f", "d/e/g", "d"], "both a file and a folder"),
+    (["a/b", "A/b"], None),
+    (["x/Ǆ", "x/ǆ"], None),
+])
+def test_name_guard(names: list[str], problem: str | None) -> None:
+    from rtcxfer.transfer.names2 import NameGuard
+    from rtcxfer.transfer.paths import UnsafeName
+
+    guard = NameGuard(fold_case=False)
+    if problem is None:
+        for name in names:
+            guard.add(name)
+        folded = NameGuard(fold_case=True)
+        folded.add(names[0])
+        with pytest.raises(UnsafeName, match="twice"):
+            folded.add(names[1])
+        return
+    for name in names[:-1]:
+        guard.add(name)
+    with pytest.raises(UnsafeName, match=problem):
+        guard.add(names[-1])
