@@ -102,3 +102,35 @@ def test_cli_sends_a_text_to_the_page(peers: PeerFactory) -> None:
         assert page.page.locator("#received-list b").count() == 0
     finally:
         sender.stop()
+
+
+def test_page_sends_a_folder_of_1000_files_to_cli_listen(peers: PeerFactory,
+                                                         tmp_path: Path) -> None:
+    """The page's sender (rtcxfer/1, which a v2 listener still takes) with 1,000 files."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    listener = CliProcess(["listen", "--server", peers.server.ws_url, "--name", "cli",
+                           "--json", "--yes", "--dir", str(inbox)])
+    try:
+        listener.wait_for_line(lambda line: '"connected"' in line, timeout=CLI_TIMEOUT)
+        folder = tmp_path / "album"
+        made = {}
+        for number in range(1000):
+            path = folder / f"part{number % 4}" / f"p{number}.txt"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            data = os.urandom(number % 500)
+            path.write_bytes(data)
+            made[f"album/part{number % 4}/p{number}.txt"] = data
+        page = peers.open("web")
+        page.pick_user("cli")
+        page.page.set_input_files("#folder-input", folder)
+        page.page.click("#send-button")
+        page.page.wait_for_function(
+            "() => document.querySelector('#status').dataset.kind === 'ok'",
+            timeout=CLI_TIMEOUT * 1000)
+        listener.wait_for_line(lambda line: '"summary"' in line and '"ok": true' in line,
+                               timeout=CLI_TIMEOUT)
+    finally:
+        listener.stop()
+    for name, data in made.items():
+        assert (inbox / name).read_bytes() == data
