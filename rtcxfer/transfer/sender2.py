@@ -13,8 +13,11 @@ files in order, reading small files ahead in a thread pool, and one lists batche
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
+import os
+import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -494,7 +497,7 @@ class _Sender2:
         digest = hashlib.sha256()
         size = 0
         while True:
-            block = await self.loop.run_in_executor(self.io, _read_some, stdin)
+            block = await _read_in_daemon(stdin)
             if not block:
                 return digest.hexdigest(), size
             digest.update(block)
@@ -542,7 +545,46 @@ def _read_whole(path: Path, size: int) -> tuple[bytes, str]:
     return data, hashlib.sha256(data).hexdigest()
 
 
+async def _read_in_daemon(stdin: BinaryIO) -> bytes:
+    """One block of ``stdin``, read in a daemon thread: a read blocked on a terminal or
+    an idle pipe must not keep the process alive after Ctrl-C (pool threads would)."""
+    loop = asyncio.get_running_loop()
+    result: asyncio.Future[bytes] = loop.create_future()
+
+    def read() -> None:
+        try:
+            block = _read_some(stdin)
+        except BaseException as error:  # delivered to the awaiting task
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle, result, None, error)
+            return
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_settle, result, block, None)
+
+    threading.Thread(target=read, name="rtcxfer-stdin", daemon=True).start()
+    return await result
+
+
+def _settle(future: asyncio.Future[bytes], value: bytes | None,
+            error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        assert value is not None
+        future.set_result(value)
+
+
 def _read_some(stdin: BinaryIO) -> bytes:
+    # The descriptor, not the buffered object: a daemon thread still blocked in a
+    # BufferedReader at exit makes the interpreter abort (it holds the buffer's lock).
+    try:
+        fd = stdin.fileno()
+    except (AttributeError, OSError, ValueError):
+        fd = -1
+    if fd >= 0:
+        return os.read(fd, READ_BLOCK)
     read = getattr(stdin, "read1", None)
     return bytes(read(READ_BLOCK) if read is not None else stdin.read(READ_BLOCK))
 

@@ -203,3 +203,25 @@ def test_folder_resume_after_the_listener_is_killed(tmp_path: Path, listen: Star
     assert summary["bytes"] == total - sum(event["offset"] for event in started)
     assert summary["bytes"] < total - len(landed) * size * 0.9
     assert not [path for path in inbox.rglob("*") if "rtcxfer-part" in path.name]
+
+
+def test_ctrl_c_while_stdin_is_idle_ends_send(tmp_path: Path, listen: Start,
+                                              server: str) -> None:
+    listener = listen("bob", tmp_path / "in", "--yes")
+    sender = subprocess.Popen(
+        [*RTCXFER, "send", "--server", server, "--name", "alice", "--json", "bob", "-"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=cli_env(), start_new_session=True)
+    try:
+        assert sender.stdin is not None and sender.stdout is not None
+        sender.stdin.write(b"some bytes, then nothing")
+        sender.stdin.flush()
+        wait_for_event(listener, "file_started", peer="alice")
+        sender.send_signal(signal.SIGINT)
+        assert sender.wait(30) == 130
+        failed = wait_for_event(listener, "transfer_failed", peer="alice")
+        assert "interrupted" in failed["message"]
+    finally:
+        if sender.poll() is None:
+            sender.kill()
+            sender.wait()
