@@ -16,6 +16,7 @@ runs rtcxfer alone (e.g. for 1,000,000 files, where the aim is the RSS).
     python bench/folders.py                       # 10,000 files, both tools
     python bench/folders.py --files 10000 100000
     python bench/folders.py --files 1000000 --memory-only
+    python bench/folders.py --state 1000000       # the machines' state per file, no I/O
 """
 
 from __future__ import annotations
@@ -178,13 +179,85 @@ def run_wormhole(tree: Path, work: Path, files: int, total: int) -> Result:
         stop(servers)
 
 
+def state_per_file(count: int) -> None:
+    """Drive both rtcxfer/2 machines (and the receiver's name guard) through ``count``
+    entries in this process, no network or disk: the RSS they add, per file."""
+    import resource
+
+    from rtcxfer.protocol.transfer import Done, FileStart
+    from rtcxfer.protocol.transfer2 import (
+        LIST_AHEAD,
+        Accept2,
+        Acks,
+        Entry,
+        Eof2,
+        Have,
+        Hello2,
+        ListBatch,
+    )
+    from rtcxfer.transfer.machines2 import ListMore, ReceiverMachine2, Send, SenderMachine2
+
+    def entries(first: int, number: int) -> list[Entry]:
+        return [Entry(f"tree/l{i // 40 % 20}/d{i // 40}/f{i}.bin", 1024, 1.0)
+                for i in range(first, first + number)]
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.monotonic()
+    batch = 1000
+    sender, receiver = SenderMachine2(count, count * 1024), ReceiverMachine2()
+    first = entries(0, min(batch, count))
+    receiver.receive_message(Hello2(2, count, count * 1024, tuple(first)))
+    sender.start(first, compatible=False)
+    pending = list(sender.receive_message(Accept2(
+        next(a.message.offsets for a in receiver.decide(None, [0] * len(first))
+              if isinstance(a, Send)), 2)))
+    digest = "ab" * 32
+    while sender.state.value != "done":
+        if not pending:
+            raise RuntimeError("the machines stalled")
+        action = pending.pop(0)
+        if isinstance(action, ListMore):
+            listed = sender.listed
+            more = entries(listed, min(action.limit, batch))
+            pending += sender.list_batch(more)
+            receiver.receive_message(ListBatch(listed, tuple(more)))
+            (answer,) = receiver.offsets_found(listed, [0] * len(more))
+            assert isinstance(answer, Send) and isinstance(answer.message, Have)
+            pending += sender.receive_message(answer.message)
+        elif isinstance(action, Send) and isinstance(action.message, FileStart):
+            index = action.message.index
+            receiver.receive_message(action.message)
+            receiver.receive_chunk(1024)
+            receiver.receive_message(Eof2(index, digest, None))
+            acks = receiver.file_settled(index, None)
+            pending += sender.file_sent(index, digest, 1024)
+            for ack in acks:
+                if isinstance(ack, Send) and isinstance(ack.message, Acks):
+                    pending += sender.receive_message(ack.message)
+        elif isinstance(action, Send) and isinstance(action.message, Done):
+            for reply in receiver.receive_message(Done()):
+                if isinstance(reply, Send):
+                    pending += sender.receive_message(reply.message)
+    seconds = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    grown = (after - before) * 1024
+    print(f"state of both machines for {count:,} files (LIST_AHEAD {LIST_AHEAD}): "
+          f"peak RSS +{grown / 1e6:.1f} MB = {grown / count:.0f} bytes per file "
+          f"({count / seconds:,.0f} files/s through the machines)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, nargs="+", default=[10_000])
     parser.add_argument("--memory-only", action="store_true",
                         help="rtcxfer only (no magic-wormhole baseline)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument("--state", type=int, metavar="N",
+                        help="only measure the machines' state for N files (no network)")
     args = parser.parse_args()
+    if args.state:
+        state_per_file(args.state)
+        return
     tools = [run_rtcxfer] if args.memory_only else [run_wormhole, run_rtcxfer]
     print(f"{'tool':9} {'files':>9} {'seconds':>9} {'files/s':>10} {'MB/s':>7} "
           f"{'tx RSS MB':>9} {'rx RSS MB':>9}")
