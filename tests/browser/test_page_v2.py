@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import threading
@@ -134,3 +135,22 @@ def test_page_sends_a_folder_of_1000_files_to_cli_listen(peers: PeerFactory,
         listener.stop()
     for name, data in made.items():
         assert (inbox / name).read_bytes() == data
+
+
+def test_page_sends_a_text_to_cli_listen(peers: PeerFactory, tmp_path: Path) -> None:
+    listener = CliProcess(["listen", "--server", peers.server.ws_url, "--name", "cli",
+                           "--json", "--yes", "--dir", str(tmp_path)])
+    try:
+        listener.wait_for_line(lambda line: '"connected"' in line, timeout=CLI_TIMEOUT)
+        page = peers.open("web")
+        page.pick_user("cli")
+        text = "héllo from the page\n\u202eline two"
+        page.page.fill("#text-input", text)
+        page.page.click("#send-text-button")
+        assert "sent the text to cli" in page.wait_for_status("ok")
+        line = listener.wait_for_line(lambda line: '"event": "text"' in line,
+                                      timeout=CLI_TIMEOUT)
+        assert json.loads(line)["text"] == text
+    finally:
+        listener.stop()
+    assert list(tmp_path.iterdir()) == []

@@ -8,6 +8,7 @@ import { defaultSignalingUrl, SignalingClient } from "./signaling.js";
 import { CloseReason, newSessionId, PeerSession, sessionKey } from "./session.js";
 import { FileSender, PeerDeclined, unsafeNameReason } from "./transfer.js";
 import { chooseReceiver } from "./receive2.js";
+import { sendText } from "./send2.js";
 
 const NAME_STORAGE_KEY = "rtcxfer.name";
 const MAX_NAME_LENGTH = 64;
@@ -48,6 +49,8 @@ const ui = {
   offerCode: byId("offer-code"),
   offerFiles: byId("offer-files"),
   acceptButton: byId("accept-button"),
+  textInput: byId("text-input"),
+  sendTextButton: byId("send-text-button"),
   declineButton: byId("decline-button"),
 };
 
@@ -415,6 +418,38 @@ async function send() {
   }
 }
 
+/** Send the typed text to the picked user (rtcxfer/2; a v1 receiver refuses it). */
+async function sendTypedText() {
+  const signaling = state.signaling;
+  const peer = state.selectedPeer;
+  const text = ui.textInput.value;
+  if (signaling === null || peer === null || text === "" || state.outgoing !== null) {
+    return;
+  }
+  const session = new PeerSession(signaling, peer, newSessionId(), "offerer");
+  state.sessions.set(session.key, session);
+  state.outgoing = { session, peer };
+  updateSendControls();
+  setStatus(`connecting to ${peer}…`);
+  try {
+    await session.start();
+    const channel = await session.channel;
+    ui.sendProgress.hidden = false;
+    ui.sendCode.textContent = session.verificationCode();
+    setStatus(`connected to ${peer}: waiting for ${peer} to accept the text`);
+    await sendText(channel, peer, text);
+    setStatus(`sent the text to ${peer}`, "ok");
+    ui.textInput.value = "";
+  } catch (error) {
+    setStatus(describeFailure(error, session), error instanceof PeerDeclined ? "warn" : "error");
+  } finally {
+    session.close();
+    state.sessions.delete(session.key);
+    state.outgoing = null;
+    updateSendControls();
+  }
+}
+
 function describeFailure(error, session) {
   if (error instanceof PeerDeclined) {
     return error.message;
@@ -740,6 +775,7 @@ function start() {
     ui.folderLabel.hidden = true;
   }
   ui.sendButton.addEventListener("click", send);
+  ui.sendTextButton.addEventListener("click", sendTypedText);
   ui.clearButton.addEventListener("click", () => {
     state.chosen = [];
     renderChosen();
