@@ -17,6 +17,7 @@ runs rtcxfer alone (e.g. for 1,000,000 files, where the aim is the RSS).
     python bench/folders.py --files 10000 100000
     python bench/folders.py --files 1000000 --memory-only
     python bench/folders.py --state 1000000       # the machines' state per file, no I/O
+    python bench/folders.py --large 256           # one large file: v2 drivers vs v1 drivers
 """
 
 from __future__ import annotations
@@ -246,17 +247,99 @@ def state_per_file(count: int) -> None:
           f"({count / seconds:,.0f} files/s through the machines)")
 
 
+def large_file(size_mib: int, runs: int) -> None:
+    """One large file through the rtcxfer/1 drivers and the rtcxfer/2 drivers, interleaved,
+    in one process over a real loopback peer connection (the fast path on): MB/s."""
+    import asyncio
+    import statistics
+
+    import aioice.ice
+    from aiortc import RTCConfiguration, RTCPeerConnection
+
+    from rtcxfer import fastpath
+    from rtcxfer.transfer import SilentObserver, collect_sources, receive_files, send_files
+    from rtcxfer.transfer.receiver2 import receive_any
+    from rtcxfer.transfer.sender2 import plan_paths, send_outgoing
+
+    fastpath.enable()
+    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
+
+    async def accept(offer: object) -> None:
+        return None
+
+    async def once(version: int, source: Path, inbox: Path) -> float:
+        offerer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        answerer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        received: list[asyncio.Future[object]] = []
+
+        def on_datachannel(channel: object) -> None:
+            work = (receive_files if version == 1 else receive_any)(
+                channel, download_dir=inbox, decide=accept, overwrite=True,  # type: ignore[arg-type]
+                observer=SilentObserver())
+            received.append(asyncio.ensure_future(work))
+
+        answerer.on("datachannel", on_datachannel)
+        channel = offerer.createDataChannel("rtcxfer/1")
+        opened = asyncio.Event()
+        channel.on("open", opened.set)
+        try:
+            await offerer.setLocalDescription(await offerer.createOffer())
+            await answerer.setRemoteDescription(offerer.localDescription)
+            await answerer.setLocalDescription(await answerer.createAnswer())
+            await offerer.setRemoteDescription(answerer.localDescription)
+            await asyncio.wait_for(opened.wait(), 60)
+            started = time.monotonic()
+            if version == 1:
+                await send_files(channel, collect_sources([source]), max_message_size=262144,
+                                 observer=SilentObserver())
+            else:
+                await send_outgoing(channel, plan_paths([source]), max_message_size=262144,
+                                    observer=SilentObserver())
+            await asyncio.wait_for(received[0], 600)
+            return time.monotonic() - started
+        finally:
+            await offerer.close()
+            await answerer.close()
+
+    work = Path(tempfile.mkdtemp(prefix="rtcxfer-bench-large-"))
+    try:
+        source = work / "big.bin"
+        with source.open("wb") as output:
+            for _ in range(size_mib):
+                output.write(os.urandom(1024 * 1024))
+        seconds: dict[int, list[float]] = {1: [], 2: []}
+        for _ in range(runs):
+            for version in (1, 2):
+                # A fresh folder each time: a copy already in place would be skipped.
+                inbox = work / "in"
+                inbox.mkdir()
+                seconds[version].append(asyncio.run(once(version, source, inbox)))
+                shutil.rmtree(inbox)
+        rates = {v: size_mib * 1.048576 / statistics.median(s) for v, s in seconds.items()}
+        print(f"one {size_mib} MiB file, median of {runs}: rtcxfer/1 drivers "
+              f"{rates[1]:.1f} MB/s, rtcxfer/2 drivers {rates[2]:.1f} MB/s "
+              f"(v2/v1 {rates[2] / rates[1]:.2f}x)")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, nargs="+", default=[10_000])
     parser.add_argument("--memory-only", action="store_true",
                         help="rtcxfer only (no magic-wormhole baseline)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument("--large", type=int, metavar="MIB",
+                        help="only compare one MIB-sized file through the v1 and v2 drivers")
+    parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--state", type=int, metavar="N",
                         help="only measure the machines' state for N files (no network)")
     args = parser.parse_args()
     if args.state:
         state_per_file(args.state)
+        return
+    if args.large:
+        large_file(args.large, args.runs)
         return
     tools = [run_rtcxfer] if args.memory_only else [run_wormhole, run_rtcxfer]
     print(f"{'tool':9} {'files':>9} {'seconds':>9} {'files/s':>10} {'MB/s':>7} "
