@@ -66,6 +66,7 @@ from rtcxfer.transfer.storage import DownloadFolder, PartFile, StorageError
 BATCH_BYTES = 1024 * 1024
 # Files up to this size, received from their first byte, get no resume sidecar.
 SMALL_PART = 1024 * 1024
+PROGRESS_FROM = 256 * 1024
 GROUP_FILES = 128
 GROUP_SECONDS = 0.02
 FSYNC_WORKERS = 4
@@ -487,7 +488,10 @@ class _Receiver2:
         try:
             if self.mode == "part" and self.part is not None:
                 self.part.write(chunks)
-                self._post(self.observer.file_progress, index, self.part.held)
+                if self.part.held >= PROGRESS_FROM:
+                    # Small files report no progress: a wake-up of the loop per file
+                    # would cost more than the file.
+                    self._post(self.observer.file_progress, index, self.part.held)
             elif self.mode == "stdout" and self.stdout is not None:
                 for chunk in chunks:
                     self.stdout.write(chunk)
