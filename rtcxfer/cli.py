@@ -194,7 +194,7 @@ def send(peer: str, paths: tuple[Path, ...], stdin_name: str, text: str | None,
 @click.option("--overwrite", is_flag=True,
               help="Replace existing files instead of saving as 'name (1).ext'.")
 @click.option("--once", is_flag=True,
-              help="Exit after the first transfer (0 if it succeeded).")
+              help="Exit after the first transfer (0 if it succeeded, else 8).")
 @click.option("--stdout", "to_stdout", is_flag=True,
               help="Write the one file or stream received to standard output (with --once).")
 @_peer_options

@@ -219,8 +219,8 @@ class Listener:
             if report.ok:
                 self.output.summary(report, peer=session.peer, session=session.session_id,
                                     direction="receive")
-            self._once(None if report.ok else RtcxferError(
-                f"the transfer from {session.peer} was declined"))
+            self._once(None if report.ok else TransferFailed(
+                f"the transfer from {session.peer} did not complete (declined or refused)"))
         except RtcxferError as error:
             message = f"transfer from {session.peer} failed: {error}"
             self.output.report("transfer_failed", message, peer=session.peer,

@@ -225,3 +225,28 @@ def test_ctrl_c_while_stdin_is_idle_ends_send(tmp_path: Path, listen: Start,
         if sender.poll() is None:
             sender.kill()
             sender.wait()
+
+
+def test_stdout_declines_a_folder_and_exits_8(tmp_path: Path, server: str,
+                                              send: Start) -> None:
+    made = make_tree(tmp_path / "out" / "tree", 3)
+    assert made
+    listener = subprocess.Popen(
+        [*RTCXFER, "listen", "--server", server, "--name", "bob", "--dir", str(tmp_path),
+         "--yes", "--once", "--stdout"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=cli_env(), start_new_session=True)
+    try:
+        assert listener.stderr is not None
+        for line in listener.stderr:
+            if b"receiving into" in line:
+                break
+        sender = send("alice", "bob", tmp_path / "out" / "tree")
+        assert sender.wait(SEND_TIMEOUT) == 6  # declined
+        assert "one file or stream" in sender.stderr
+        assert listener.wait(SEND_TIMEOUT) == 8
+        assert listener.stdout is not None and listener.stdout.read() == b""
+    finally:
+        if listener.poll() is None:
+            listener.kill()
+            listener.wait()
