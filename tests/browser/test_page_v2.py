@@ -154,3 +154,38 @@ def test_page_sends_a_text_to_cli_listen(peers: PeerFactory, tmp_path: Path) -> 
     finally:
         listener.stop()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_page_sends_4000_files_with_rtcxfer2(peers: PeerFactory, tmp_path: Path) -> None:
+    """A list too long for one rtcxfer/1 hello (here over 262,144 bytes) goes in batches."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    listener = CliProcess(["listen", "--server", peers.server.ws_url, "--name", "cli",
+                           "--json", "--yes", "--dir", str(inbox)])
+    try:
+        listener.wait_for_line(lambda line: '"connected"' in line, timeout=CLI_TIMEOUT)
+        folder = tmp_path / "library"
+        made = {}
+        for number in range(4000):
+            relative = f"shelf{number % 5}/a-rather-long-file-name-for-batching-{number:05}.txt"
+            path = folder / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            data = os.urandom(number % 200)
+            path.write_bytes(data)
+            made[f"library/{relative}"] = data
+        page = peers.open("web")
+        page.pick_user("cli")
+        page.page.set_input_files("#folder-input", folder)
+        page.page.click("#send-button")
+        page.page.wait_for_function(
+            "() => document.querySelector('#status').dataset.kind === 'ok'",
+            timeout=CLI_TIMEOUT * 1000)
+        offer = json.loads(listener.wait_for_line(lambda line: '"offer"' in line,
+                                                  timeout=CLI_TIMEOUT))
+        assert offer["count"] == 4000 and len(offer["files"]) < 4000
+        listener.wait_for_line(lambda line: '"summary"' in line and '"ok": true' in line,
+                               timeout=CLI_TIMEOUT)
+    finally:
+        listener.stop()
+    for name, data in made.items():
+        assert (inbox / name).read_bytes() == data

@@ -8,7 +8,7 @@ import { defaultSignalingUrl, SignalingClient } from "./signaling.js";
 import { CloseReason, newSessionId, PeerSession, sessionKey } from "./session.js";
 import { FileSender, PeerDeclined, unsafeNameReason } from "./transfer.js";
 import { chooseReceiver } from "./receive2.js";
-import { sendText } from "./send2.js";
+import { FileSender2, needsBatches, sendText } from "./send2.js";
 
 const NAME_STORAGE_KEY = "rtcxfer.name";
 const MAX_NAME_LENGTH = 64;
@@ -393,7 +393,9 @@ async function send() {
     ui.sendCode.textContent = code;
     setStatus(`connected to ${peer}, code ${code}: waiting for ${peer} to accept`);
     let startedAt = performance.now();
-    const sender = new FileSender(channel, peer, files, {
+    // A list too long for one rtcxfer/1 hello goes out with rtcxfer/2 in batches.
+    const Sender = needsBatches(files) ? FileSender2 : FileSender;
+    const sender = new Sender(channel, peer, files, {
       onAccepted: () => {
         startedAt = performance.now();
         setStatus(`${peer} accepted: sending ${filesSummary(files, sender.total)}`);

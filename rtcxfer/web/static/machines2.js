@@ -340,6 +340,13 @@ export class SenderMachine2 {
 
   receiveChunk() { return this.protocolViolation("the receiver sent a binary frame"); }
 
+  abort(reason) {
+    if (ENDED.has(this.state)) return [];
+    this.state = "failed";
+    return [send({ type: "error", message: shorten(reason) }),
+            { action: "Fail", reason, close_channel: true }];
+  }
+
   channelClosed() {
     if (ENDED.has(this.state)) return [];
     this.state = "failed";
