@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import os
 import queue
 import threading
@@ -62,6 +63,8 @@ from rtcxfer.transfer.model import IncomingOffer, TransferObserver, TransferRepo
 from rtcxfer.transfer.names2 import folds_case
 from rtcxfer.transfer.paths import split_name
 from rtcxfer.transfer.storage import DownloadFolder, PartFile, StorageError
+
+logger = logging.getLogger(__name__)
 
 BATCH_BYTES = 1024 * 1024
 # Files up to this size, received from their first byte, get no resume sidecar.
@@ -253,13 +256,13 @@ class _Receiver2:
         finally:
             ops, self.ops = self.ops, None
             if ops:
-                self.disk.submit(lambda: _run_all(ops))
+                self.disk.submit(lambda: self._run_all(ops))
 
     def _disk_op(self, job: Callable[[], None]) -> None:
         if self.ops is not None:
             self.ops.append(job)
         else:
-            self.disk.submit(job)
+            self.disk.submit(lambda: self._run_all([job]))
 
     def _on_frame(self, data: str | bytes) -> None:
         if isinstance(data, bytes):
@@ -569,6 +572,20 @@ class _Receiver2:
 
     # Committer thread ----------------------------------------------------------------
 
+    def _run_all(self, jobs: list[Callable[[], None]]) -> None:
+        """Disk jobs in order. An unexpected error (out of descriptors, a bug) ends the
+        transfer with a named failure instead of killing the thread and hanging."""
+        for job in jobs:
+            try:
+                job()
+            except Exception as error:
+                logger.exception("receiving: disk job failed")
+                self._post(self._disk_failed, f"the receiver's disk work failed: {error}")
+                return
+
+    def _disk_failed(self, reason: str) -> None:
+        self._execute(self.machine.abort(reason))
+
     def _commit_loop(self) -> None:
         stopping = False
         while not stopping:
@@ -586,7 +603,11 @@ class _Receiver2:
                     stopping = True
                     break
                 group.append(item)
-            self._commit(group)
+            try:
+                self._commit(group)
+            except Exception as error:
+                logger.exception("receiving: committing files failed")
+                self._post(self._disk_failed, f"the receiver could not store files: {error}")
 
     def _commit(self, group: list[_Ready]) -> None:
         def sync(item: _Ready) -> str | None:
@@ -636,11 +657,6 @@ class _Receiver2:
             finally:
                 os.close(fd)
         self._post(self._settled, results)
-
-
-def _run_all(jobs: list[Callable[[], None]]) -> None:
-    for job in jobs:
-        job()
 
 
 def _mismatch(announced: str, actual: str) -> str:

@@ -196,3 +196,21 @@ async def test_stream_to_a_folder(tmp_path: Path) -> None:
                             observer=RecordingObserver())
         await receiving.report()
     assert (inbox / "backup.tar").read_bytes() == data
+
+
+async def test_an_unexpected_disk_error_fails_the_transfer_without_hanging(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rtcxfer.transfer import folders2
+
+    def broken(self: object, components: tuple[str, ...]) -> None:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(folders2.FolderCache, "new_small_part", broken)
+    make_tree(tmp_path / "tree", 20)
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    receiving = Receiving(inbox)
+    with pytest.raises(TransferFailed, match="disk work failed"):
+        await send_v2([tmp_path / "tree"], receiving)
+    with pytest.raises(TransferFailed, match="disk work failed"):
+        await receiving.report()
