@@ -271,12 +271,18 @@ IDLE_TIMEOUT_OPTION = click.option(
 @click.option("--code", "use_code", is_flag=True,
               help="No receiver name: print a one-time code (like 7-guitar-orbit) for "
                    "`rtcxfer receive CODE` on the other side; then PEER is a path too.")
+@click.option("--stdin-name", default="stdin", show_default=True, metavar="NAME",
+              help="Name the receiver gives standard input sent as '-'.")
+@click.option("--text", default=None, metavar="TEXT",
+              help="Send TEXT (or '-': standard input, up to 64 KiB) to be shown, "
+                   "instead of files.")
 @IDLE_TIMEOUT_OPTION
 @_peer_options
 def send(peer: str, paths: tuple[Path, ...], skip_unreadable: bool, follow_symlinks: bool,
-         confirm_code: bool, use_code: bool, idle_timeout: float | None,
-         **params: Any) -> int:
-    """Send files and folders to PEER; succeeds only when every file arrived intact.
+         confirm_code: bool, use_code: bool, stdin_name: str, text: str | None,
+         idle_timeout: float | None, **params: Any) -> int:
+    """Send files and folders (or '-': standard input) to PEER; succeeds only when
+    every file arrived intact.
 
     With --code: `rtcxfer send --code PATH...` (no PEER).
 
@@ -285,10 +291,12 @@ def send(peer: str, paths: tuple[Path, ...], skip_unreadable: bool, follow_symli
       rtcxfer send alice report.pdf
       rtcxfer send alice photos/ notes.txt --server http://192.168.1.20:9090
       rtcxfer send --code holiday-photos/
+      tar c photos | rtcxfer send alice - --stdin-name photos.tar
+      rtcxfer send alice --text "the wifi password is ..."
     """
     from rtcxfer.peer.prompt import confirm_on_terminal
     from rtcxfer.peer.run import run_peer_command
-    from rtcxfer.peer.sender import SEND_IDLE_TIMEOUT, SendOptions
+    from rtcxfer.peer.sender import SEND_IDLE_TIMEOUT, STDIN_PATH, SendOptions
     from rtcxfer.peer.sender import send as send_to_peer
 
     if use_code:
@@ -301,13 +309,23 @@ def send(peer: str, paths: tuple[Path, ...], skip_unreadable: bool, follow_symli
         everything = (Path(peer), *paths)
         run_peer_command(lambda: send_with_code(everything, client, output), output)
         return ExitCode.OK
-    if not paths:
-        raise click.UsageError("Missing argument 'PATHS...'.")
+    if text is not None and paths:
+        raise click.UsageError("--text sends a text instead of files: give no PATHS")
+    if text is None and not paths:
+        raise click.UsageError("give PATHS to send, '-' for standard input, or --text")
+    if STDIN_PATH in paths and len(paths) > 1:
+        raise click.UsageError("'-' (standard input) is sent on its own")
+    data: bytes | None = None
+    if text == "-":
+        data = sys.stdin.buffer.read(65_537)
+    elif text is not None:
+        data = text.encode("utf-8", "surrogateescape")
     if confirm_code and not sys.stdin.isatty():
         raise click.UsageError("--confirm-code asks on the terminal: stdin is not one")
     client, output = _peer_setup(params)
     options = SendOptions(skip_unreadable=skip_unreadable, follow_symlinks=follow_symlinks,
-                          idle_timeout=idle_timeout or SEND_IDLE_TIMEOUT)
+                          idle_timeout=idle_timeout or SEND_IDLE_TIMEOUT,
+                          stdin_name=stdin_name, text=data)
 
     async def confirm(code: str) -> bool:
         return await confirm_on_terminal(
@@ -333,11 +351,15 @@ def send(peer: str, paths: tuple[Path, ...], skip_unreadable: bool, follow_symli
 @click.option("--allow-hidden", is_flag=True,
               help="Accept file names with a component starting with '.' (.ssh/..., "
                    ".bashrc); refused by default.")
+@click.option("--once", is_flag=True,
+              help="Exit after the first transfer (0 if it succeeded, else 8).")
+@click.option("--stdout", "to_stdout", is_flag=True,
+              help="Write the one file or stream received to standard output (with --once).")
 @IDLE_TIMEOUT_OPTION
 @_peer_options
 def listen(download_dir: Path | None, assume_yes: bool, allowed_senders: tuple[str, ...],
-           overwrite: bool, allow_hidden: bool, idle_timeout: float | None,
-           **params: Any) -> int:
+           overwrite: bool, allow_hidden: bool, once: bool, to_stdout: bool,
+           idle_timeout: float | None, **params: Any) -> int:
     """Stay online and receive files; asks before accepting unless --yes.
 
     \b
@@ -345,6 +367,7 @@ def listen(download_dir: Path | None, assume_yes: bool, allowed_senders: tuple[s
       rtcxfer listen                              # ask before each transfer
       rtcxfer listen --dir ~/inbox --from alice   # only alice's offers are considered
       rtcxfer listen --yes --server wss://xfer.example.org --name bob
+      rtcxfer listen --once --stdout --from alice | tar x
     """
     from rtcxfer.peer.listener import (
         LISTEN_IDLE_TIMEOUT,
@@ -354,14 +377,20 @@ def listen(download_dir: Path | None, assume_yes: bool, allowed_senders: tuple[s
     )
     from rtcxfer.peer.run import run_peer_command
 
+    if to_stdout and not once:
+        raise click.UsageError("--stdout needs --once")
+    if to_stdout and params.get("json_events"):
+        raise click.UsageError("--stdout and --json both want standard output")
     client, output = _peer_setup(params)
     options = ListenOptions(download_dir=download_dir or default_download_dir(),
                             assume_yes=assume_yes,
                             allowed_senders=frozenset(allowed_senders), overwrite=overwrite,
                             interactive=sys.stdin.isatty(), allow_hidden=allow_hidden,
-                            idle_timeout=idle_timeout or LISTEN_IDLE_TIMEOUT)
+                            idle_timeout=idle_timeout or LISTEN_IDLE_TIMEOUT,
+                            once=once, stdout=to_stdout)
     listener = Listener(client, options, output)
-    stopped = run_peer_command(listener.run, output, exit_codes={signal.SIGTERM: ExitCode.OK})
+    stopped = run_peer_command(listener.run_once if once else listener.run, output,
+                               exit_codes={signal.SIGTERM: ExitCode.OK})
     return stopped if isinstance(stopped, ExitCode) else ExitCode.OK
 
 

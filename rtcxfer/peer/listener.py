@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import random
+import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -54,9 +55,9 @@ from rtcxfer.transfer import (
     SilentObserver,
     TransferObserver,
     TransferReport,
-    receive_files,
 )
 from rtcxfer.transfer.paths import is_hidden_name
+from rtcxfer.transfer.receiver2 import offer_count, receive_any
 from rtcxfer.transfer.storage import numbered_name, space_problem
 
 logger = logging.getLogger(__name__)
@@ -103,6 +104,8 @@ class ListenOptions:
     allow_hidden: bool = False  # accept names with a component starting with "."
     idle_timeout: float = LISTEN_IDLE_TIMEOUT
     max_sessions_per_peer: int = MAX_SESSIONS_PER_PEER
+    once: bool = False  # stop after the first transfer (run_once)
+    stdout: bool = False  # write the one file or stream received to stdout
 
 
 Ask = Callable[[Question], Awaitable[bool]]
@@ -211,6 +214,33 @@ class Listener:
         self._prompt = asyncio.Lock()
         self.ready = asyncio.Event()  # set once logged in for the first time
         self.download_dir = Path(os.path.abspath(options.download_dir))
+        # --once: the first transfer's outcome (None: it succeeded).
+        self.once_done: asyncio.Future[RtcxferError | None] | None = None
+
+    async def run_once(self) -> None:
+        """Run until the first transfer ended; raise its error if it failed."""
+        self.once_done = asyncio.get_running_loop().create_future()
+        running = asyncio.ensure_future(self.run())
+        try:
+            await asyncio.wait({running, self.once_done}, return_when=asyncio.FIRST_COMPLETED)
+            if running.done():
+                running.result()
+        finally:
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+        error = self.once_done.result()
+        if error is not None:
+            raise error
+
+    def _once(self, error: RtcxferError | None) -> None:
+        if self.once_done is not None and not self.once_done.done():
+            self.once_done.set_result(error)
+
+    def _show_text(self, session: PeerSession, text: str) -> None:
+        shown = "\n".join(printable(line) for line in text.split("\n"))
+        self.output.event("text", peer=session.peer, session=session.session_id, text=text)
+        self.output.say(f"{session.peer} sent a text:\n{shown}")
 
     async def run(self) -> None:
         """Log in and serve offers until cancelled; only the first login may fail."""
@@ -344,11 +374,14 @@ class Listener:
             activity.touch()
             channel.on("message", activity.on_message)
             # receive_files wants to be started from the datachannel event itself.
-            receiving.set_result(asyncio.ensure_future(receive_files(
+            receiving.set_result(asyncio.ensure_future(receive_any(
                 channel,
+                stdout=sys.stdout.buffer if self.options.stdout else None,
+                on_text=lambda text: self._show_text(session, text),
                 download_dir=self.download_dir,
                 decide=busy if over else (lambda offer: self._decide(session, offer, activity)),
                 overwrite=self.options.overwrite,
+                allow_hidden=self.options.allow_hidden,
                 observer=_WatchedObserver(SilentObserver() if over else self.output.observer(
                     peer=session.peer, session=session.session_id, direction="receive"),
                     activity),
@@ -405,6 +438,8 @@ class Listener:
                         peer=session.peer, fingerprint=fingerprint)
                 self.output.summary(report, peer=session.peer, session=session.session_id,
                                     direction="receive")
+            self._once(None if report.ok else TransferFailed(
+                f"the transfer from {session.peer} did not complete (declined or refused)"))
         except RtcxferError as error:
             message = f"transfer from {session.peer} failed: {error}"
             if busy:
@@ -412,6 +447,7 @@ class Listener:
             else:
                 self.output.report("transfer_failed", message, peer=session.peer,
                                    session=session.session_id, message=message)
+                self._once(error)
         finally:
             if watchdog is not None:
                 watchdog.cancel()
@@ -507,7 +543,7 @@ class Listener:
         self.output.event(
             "offer", peer=session.peer, session=session.session_id, code=code,
             files=[{"name": f.name, "size": f.size} for f in offer.files],
-            total=offer.total, dir=str(self.download_dir),
+            total=offer.total, count=offer_count(offer), dir=str(self.download_dir),
         )
 
     async def _ask(self, session: PeerSession, offer: IncomingOffer) -> str | None:
@@ -515,7 +551,7 @@ class Listener:
         code = session.verification_code
         if self.options.assume_yes:
             self._offer_event(session, offer, code)
-            self.output.say(f"{peer} sends {count(len(offer.files), 'file')}, "
+            self.output.say(f"{peer} sends {count(offer_count(offer), 'file')}, "
                             f"{format_size(offer.total)} (verification code {code}) "
                             f"into {self.download_dir}")
             return None
@@ -534,7 +570,7 @@ class Listener:
     def question(self, peer: str, offer: IncomingOffer, code: str) -> Question:
         """What the prompt shows: sender, code, total, destination, every file flagged."""
         summary = [
-            f"{printable(peer)} wants to send {count(len(offer.files), 'file')}, "
+            f"{printable(peer)} wants to send {count(offer_count(offer), 'file')}, "
             f"{format_size(offer.total)}; verification code {code}",
             f"  into {printable(self.download_dir)}",
         ]

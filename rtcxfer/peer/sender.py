@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +23,11 @@ from rtcxfer.peer.session import PeerSession, Role, new_session_id, report_path
 from rtcxfer.peer.trust import TrustStore, scope_of
 from rtcxfer.progress import Output
 from rtcxfer.text import printable
-from rtcxfer.transfer import TransferReport, collect_sources, send_files
+from rtcxfer.transfer import TransferReport
+from rtcxfer.transfer.sender2 import plan_paths, plan_stream, plan_text, send_outgoing
 from rtcxfer.transfer.sources import Skipped
+
+STDIN_PATH = Path("-")
 
 Confirm = Callable[[str], Awaitable[bool]]
 
@@ -36,13 +40,16 @@ class SendOptions:
     skip_unreadable: bool = False
     follow_symlinks: bool = False
     idle_timeout: float = SEND_IDLE_TIMEOUT
+    stdin_name: str = "stdin"  # the name standard input ("-") arrives under
+    text: bytes | None = None  # --text: a text to show instead of files
 
 
 async def send(peer: str, paths: Sequence[Path], options: ClientOptions,
                output: Output, send_options: SendOptions | None = None, *,
                confirm: Confirm | None = None,
                trust: TrustStore | None = None) -> TransferReport:
-    """Send ``paths`` to ``peer``; return only when every file was acked with its sha256.
+    """Send ``paths`` (``-``: standard input as a stream), or ``send_options.text``, to
+    ``peer``; return only when every file was acked with its sha256.
 
     The peer's certificate is checked against its pin before anything is sent,
     and pinned once the transfer completed (docs/security.md). ``confirm``
@@ -56,15 +63,21 @@ async def send(peer: str, paths: Sequence[Path], options: ClientOptions,
     trust = trust or TrustStore(config_dir())
     # The room of the server's room extension, when ClientOptions grows one.
     scope = scope_of(options.server, getattr(options, "room", None))
-    skipped: list[Skipped] = []
-    sources = await asyncio.to_thread(functools.partial(
-        collect_sources, paths, follow_symlinks=send_options.follow_symlinks,
-        skip_unreadable=send_options.skip_unreadable, skipped=skipped))
-    for item in skipped:
-        output.warn("skipped", f"skipping {item}", path=str(item.path), reason=item.reason)
-    if not sources:
-        # rtcxfer/1 carries files, not folders: an empty tree would arrive as nothing.
-        raise RtcxferError("nothing to send: the folders given hold no files")
+    if send_options.text is not None:
+        outgoing = plan_text(send_options.text)
+    elif list(paths) == [STDIN_PATH]:
+        outgoing = plan_stream(sys.stdin.buffer, send_options.stdin_name)
+    else:
+        skipped: list[Skipped] = []
+        outgoing = await asyncio.to_thread(functools.partial(
+            plan_paths, paths, follow_symlinks=send_options.follow_symlinks,
+            skip_unreadable=send_options.skip_unreadable, skipped=skipped))
+        for item in skipped:
+            output.warn("skipped", f"skipping {item}", path=str(item.path),
+                        reason=item.reason)
+        if not outgoing.count:
+            # Files are sent, not folders: an empty tree would arrive as nothing.
+            raise RtcxferError("nothing to send: the folders given hold no files")
     signaling = await log_in(options, output, vary_default_name=True)
     session: PeerSession | None = None
     try:
@@ -92,9 +105,9 @@ async def send(peer: str, paths: Sequence[Path], options: ClientOptions,
                 f"{printable(peer)}")
         output.say(f"waiting for {peer} to accept…")
         try:
-            report = await session.until(send_files(
+            report = await session.until(send_outgoing(
                 channel,
-                sources,
+                outgoing,
                 max_message_size=session.remote_max_message_size,
                 observer=output.observer(peer=peer, session=session.session_id,
                                          direction="send"),

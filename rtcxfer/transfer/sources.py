@@ -69,18 +69,23 @@ def collect_sources(paths: Sequence[Path], *, follow_symlinks: bool = False,
                 raise SourceError(f"more than {MAX_FILES} files in one transfer")
     _check_folders_against_files(sources)
     if left_out and not skip_unreadable:
-        shown = "\n  ".join(str(item) for item in left_out[:SHOWN_SKIPPED])
-        more = (f"\n  (and {len(left_out) - SHOWN_SKIPPED} more)"
-                if len(left_out) > SHOWN_SKIPPED else "")
-        error = SourceError(
-            f"cannot send {len(left_out)} path{'s' if len(left_out) > 1 else ''} "
-            f"(--skip-unreadable sends the rest):\n  {shown}{more}"
-        )
-        error.multiline = True  # each line escaped already (Skipped.__str__)
-        raise error
+        raise skipped_error(left_out)
     if skipped is not None:
         skipped.extend(left_out)
     return sources
+
+
+def skipped_error(left_out: Sequence[Skipped]) -> SourceError:
+    """The failure that lists every path a walk had to skip (without --skip-unreadable)."""
+    shown = "\n  ".join(str(item) for item in left_out[:SHOWN_SKIPPED])
+    more = (f"\n  (and {len(left_out) - SHOWN_SKIPPED} more)"
+            if len(left_out) > SHOWN_SKIPPED else "")
+    error = SourceError(
+        f"cannot send {len(left_out)} path{'s' if len(left_out) > 1 else ''} "
+        f"(--skip-unreadable sends the rest):\n  {shown}{more}"
+    )
+    error.multiline = True  # each line escaped already (Skipped.__str__)
+    return error
 
 
 def _check_folders_against_files(sources: Sequence[SourceFile]) -> None:
@@ -220,3 +225,15 @@ def _source(path: Path, name: str, status: os.stat_result) -> SourceFile:
     return SourceFile(
         path=path, entry=FileEntry(name=name, size=status.st_size, mtime=status.st_mtime)
     )
+
+
+def iter_sources(paths: Sequence[Path], *, follow_symlinks: bool = False,
+                 skipped: list[Skipped] | None = None) -> Iterator[SourceFile]:
+    """The files of :func:`collect_sources`, one at a time, without its checks across
+    paths (duplicate names, file/folder clashes, the rtcxfer/1 file limit): for
+    rtcxfer/2, which lists any number of files and checks clashes itself
+    (``rtcxfer.transfer.names2``). The same walk: symlinks, special files and
+    unreadable paths are recorded in ``skipped``; nothing is dropped silently."""
+    walk = _Walk(follow_symlinks, skipped if skipped is not None else [])
+    for path in paths:
+        yield from walk.collect(path)

@@ -16,9 +16,9 @@ import {
 import { pageCertificate } from "./identity.js";
 import { isCodeName } from "./codemode.js";
 import "./codeui.js";
-import {
-  FileReceiver, FileSender, PeerDeclined, invisibleCharacter, unsafeNameReason,
-} from "./transfer.js";
+import { FileSender, PeerDeclined, invisibleCharacter, unsafeNameReason } from "./transfer.js";
+import { chooseReceiver } from "./receive2.js";
+import { FileSender2, needsBatches, sendText } from "./send2.js";
 
 const NAME_STORAGE_KEY = "rtcxfer.name";
 const MAX_NAME_LENGTH = 64;
@@ -59,6 +59,8 @@ const ui = {
   offerCode: byId("offer-code"),
   offerFiles: byId("offer-files"),
   acceptButton: byId("accept-button"),
+  textInput: byId("text-input"),
+  sendTextButton: byId("send-text-button"),
   declineButton: byId("decline-button"),
   relayOnly: byId("relay-only"),
   path: byId("path"),
@@ -111,9 +113,9 @@ function formatRate(bytes, startedAt) {
   return `${formatBytes(bytes)} at ${formatBytes(bytes / seconds)}/s`;
 }
 
-function filesSummary(files, total) {
-  const noun = files.length === 1 ? "file" : "files";
-  return `${files.length} ${noun} (${formatBytes(total)})`;
+function filesSummary(files, total, count = files.length) {
+  const noun = count === 1 ? "file" : "files";
+  return `${count} ${noun} (${formatBytes(total)})`;
 }
 
 // ---------------------------------------------------------------- ICE (docs/peer.md)
@@ -450,7 +452,9 @@ async function send() {
     ui.sendCode.textContent = code;
     setStatus(`connected to ${peer}, code ${code}: waiting for ${peer} to accept`);
     let startedAt = performance.now();
-    const sender = new FileSender(channel, peer, files, {
+    // A list too long for one rtcxfer/1 hello goes out with rtcxfer/2 in batches.
+    const Sender = needsBatches(files) ? FileSender2 : FileSender;
+    const sender = new Sender(channel, peer, files, {
       onAccepted: () => {
         startedAt = performance.now();
         setStatus(`${peer} accepted: sending ${filesSummary(files, sender.total)}`);
@@ -465,6 +469,38 @@ async function send() {
     setStatus(`sent ${filesSummary(files, sender.total)} to ${peer}: every file verified`, "ok");
     state.chosen = state.chosen.filter((entry) => !files.includes(entry));
     renderChosen();
+  } catch (error) {
+    setStatus(describeFailure(error, session), error instanceof PeerDeclined ? "warn" : "error");
+  } finally {
+    session.close();
+    state.sessions.delete(session.key);
+    state.outgoing = null;
+    updateSendControls();
+  }
+}
+
+/** Send the typed text to the picked user (rtcxfer/2; a v1 receiver refuses it). */
+async function sendTypedText() {
+  const signaling = state.signaling;
+  const peer = state.selectedPeer;
+  const text = ui.textInput.value;
+  if (signaling === null || peer === null || text === "" || state.outgoing !== null) {
+    return;
+  }
+  const session = new PeerSession(signaling, peer, newSessionId(), "offerer");
+  state.sessions.set(session.key, session);
+  state.outgoing = { session, peer };
+  updateSendControls();
+  setStatus(`connecting to ${peer}…`);
+  try {
+    await session.start();
+    const channel = await session.channel;
+    ui.sendProgress.hidden = false;
+    ui.sendCode.textContent = session.verificationCode();
+    setStatus(`connected to ${peer}: waiting for ${peer} to accept the text`);
+    await sendText(channel, peer, text);
+    setStatus(`sent the text to ${peer}`, "ok");
+    ui.textInput.value = "";
   } catch (error) {
     setStatus(describeFailure(error, session), error instanceof PeerDeclined ? "warn" : "error");
   } finally {
@@ -544,14 +580,17 @@ async function onRemoteOffer(message) {
     const channel = await session.channel;
     const code = session.verificationCode();
     const view = new IncomingView(peer, code);
-    const receiver = new FileReceiver(channel, peer, {
+    // rtcxfer/1 or rtcxfer/2, as the sender's first message says (receive2.js).
+    const receiver = await chooseReceiver(channel, peer, {
       decide: (hello) => decideOffer(session, channel, hello, code, view),
       onProgress: (progress) => view.progress(progress),
       onFile: (file) => addReceivedFile(peer, file),
+      onText: (text) => addReceivedText(peer, text),
+      onFolder: (folder) => addReceivedFolder(peer, folder),
     });
     const outcome = await receiver.run();
     if (outcome === "accepted") {
-      const summary = filesSummary(receiver.files, receiver.total);
+      const summary = filesSummary(receiver.files, receiver.total, receiver.count);
       view.finish(`received ${summary}, all verified`);
       setStatus(`received ${summary} from ${peer}: every file verified`, "ok");
     } else {
@@ -595,7 +634,7 @@ function showOfferDialog(session, channel, hello, code) {
     return Promise.resolve(false);
   }
   ui.offerSender.textContent = session.peer;
-  ui.offerSummary.textContent = filesSummary(hello.files, hello.total);
+  ui.offerSummary.textContent = filesSummary(hello.files, hello.total, hello.count);
   ui.offerCode.textContent = code;
   ui.offerFiles.replaceChildren(
     ...hello.files.map((file) => {
@@ -688,7 +727,9 @@ class IncomingView {
     if (this.root === null) {
       return;
     }
-    this.bars[index].value = received;
+    if (index < this.bars.length) {
+      this.bars[index].value = received;
+    }
     this.total.value = totalReceived;
     this.rate.textContent = formatRate(totalReceived, this.startedAt);
   }
@@ -723,6 +764,35 @@ function addReceivedFile(peer, { name, size, sha256, blob }) {
   link.textContent = "Download";
   link.dataset.testid = "download";
   item.append(label, details, verified, link);
+  ui.receivedList.append(item);
+  ui.nothingReceived.hidden = true;
+}
+
+function addReceivedText(peer, text) {
+  const item = document.createElement("li");
+  item.dataset.testid = "received-text";
+  const from = document.createElement("span");
+  from.className = "file-size";
+  from.textContent = `text from ${peer}: `;
+  const body = document.createElement("pre");
+  body.className = "received-text";
+  body.textContent = text;
+  item.append(from, body);
+  ui.receivedList.append(item);
+  ui.nothingReceived.hidden = true;
+}
+
+/** A received folder (several files) as one download: a zip built as they arrived. */
+function addReceivedFolder(peer, { blob, count }) {
+  const item = document.createElement("li");
+  item.dataset.testid = "received-folder";
+  item.dataset.count = String(count);
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = `from-${peer}.zip`;
+  link.textContent = `Download all ${count} files (zip)`;
+  link.dataset.testid = "download-folder";
+  item.append(link);
   ui.receivedList.append(item);
   ui.nothingReceived.hidden = true;
 }
@@ -790,6 +860,7 @@ function start() {
     ui.folderLabel.hidden = true;
   }
   ui.sendButton.addEventListener("click", send);
+  ui.sendTextButton.addEventListener("click", sendTypedText);
   ui.clearButton.addEventListener("click", () => {
     state.chosen = [];
     renderChosen();

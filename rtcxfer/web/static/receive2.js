@@ -1,0 +1,384 @@
+// Receiving on the page: rtcxfer/1 or rtcxfer/2, whichever the sender's hello picks
+// (docs/protocol.md, "rtcxfer/2"). The rules live in machines2.js (the same vectors
+// as the Python machines); this module moves bytes, hashes them and hands out files,
+// one zip of a received folder, streams and texts.
+
+import { Sha256 } from "./sha256.js";
+import { ProtocolError, ReceiverMachine2, messageJson, parseMessage2 } from "./machines2.js";
+import { FileReceiver, TransferFailed } from "./transfer.js";
+
+// Frames are merged into a Blob every this many bytes (kept out of the JS heap).
+const RECEIVE_BLOB_BYTES = 8 * 1024 * 1024;
+// Settled files are acked together after this long.
+const ACK_DELAY_MS = 10;
+
+/** Does this first frame offer rtcxfer/2 (a v2 hello, or a v1 hello with versions [.., 2])? */
+export function offersV2(frame) {
+  if (typeof frame !== "string") return false;
+  try {
+    const hello = JSON.parse(frame);
+    return hello !== null && typeof hello === "object" && hello.type === "hello"
+      && (hello.version === 2 || (hello.version === 1 && Array.isArray(hello.versions)
+        && hello.versions.includes(2)));
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Waits for the sender's first frame and resolves with a receiver whose run()
+ * resolves "accepted" or "declined": a v1 FileReceiver, or a FileReceiver2.
+ */
+export function chooseReceiver(channel, peer, callbacks) {
+  return new Promise((resolve, reject) => {
+    const onMessage = (event) => {
+      channel.removeEventListener("message", onMessage);
+      channel.removeEventListener("close", onClose);
+      if (offersV2(event.data)) {
+        const receiver = new FileReceiver2(channel, peer, callbacks);
+        receiver.handle(event.data);
+        resolve(receiver);
+      } else {
+        const receiver = new FileReceiver(channel, peer, callbacks);
+        receiver.exchange.push(event.data);
+        resolve(receiver);
+      }
+    };
+    const onClose = () => {
+      channel.removeEventListener("message", onMessage);
+      reject(new TransferFailed(`${peer} closed the connection before sending anything`));
+    };
+    channel.addEventListener("message", onMessage);
+    channel.addEventListener("close", onClose);
+  });
+}
+
+const CRC_TABLE = (() => {
+  const table = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    table[n] = c >>> 0;
+  }
+  return table;
+})();
+
+function crc32(crc, bytes) {
+  let c = crc ^ 0xffffffff;
+  for (let i = 0; i < bytes.length; i++) c = CRC_TABLE[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+/** A zip of stored (uncompressed) files, built as they arrive; one Blob at the end. */
+export class ZipBuilder {
+  constructor() {
+    this.parts = [];
+    this.central = [];
+    this.offset = 0;
+    this.count = 0;
+    this.usable = true;
+  }
+
+  add(name, blob, crc, size) {
+    const encoded = new TextEncoder().encode(name);
+    if (this.count >= 65535 || this.offset + size + 30 + encoded.length >= 0xffffffff) {
+      this.usable = false; // zip64 is not written: the files stay downloadable one by one
+      return;
+    }
+    const local = new DataView(new ArrayBuffer(30));
+    local.setUint32(0, 0x04034b50, true);
+    local.setUint16(4, 20, true);
+    local.setUint16(6, 0x0800, true); // UTF-8 names
+    local.setUint32(14, crc, true);
+    local.setUint32(18, size, true);
+    local.setUint32(22, size, true);
+    local.setUint16(26, encoded.length, true);
+    const entry = new DataView(new ArrayBuffer(46));
+    entry.setUint32(0, 0x02014b50, true);
+    entry.setUint16(4, 20, true);
+    entry.setUint16(6, 20, true);
+    entry.setUint16(8, 0x0800, true);
+    entry.setUint32(16, crc, true);
+    entry.setUint32(20, size, true);
+    entry.setUint32(24, size, true);
+    entry.setUint16(28, encoded.length, true);
+    entry.setUint32(42, this.offset, true);
+    this.parts.push(local.buffer, encoded, blob);
+    this.central.push(entry.buffer, encoded);
+    this.offset += 30 + encoded.length + size;
+    this.count += 1;
+  }
+
+  blob() {
+    if (!this.usable) return null;
+    const centralSize = this.central.reduce((sum, part) => sum + part.byteLength, 0);
+    const end = new DataView(new ArrayBuffer(22));
+    end.setUint32(0, 0x06054b50, true);
+    end.setUint16(8, this.count, true);
+    end.setUint16(10, this.count, true);
+    end.setUint32(12, centralSize, true);
+    end.setUint32(16, this.offset, true);
+    return new Blob([...this.parts, ...this.central, end.buffer], { type: "application/zip" });
+  }
+}
+
+/**
+ * One rtcxfer/2 transfer received on the page. Callbacks: decide(hello) resolves
+ * true to accept (hello: {files, total, count, kind}); onProgress({index, received,
+ * totalReceived}); onFile({index, name, size, sha256, blob}); onText(text);
+ * onFolder({blob, count}) once a transfer of several files is complete.
+ */
+export class FileReceiver2 {
+  constructor(channel, peer, { decide, onProgress = () => {}, onFile = () => {},
+                               onText = () => {}, onFolder = () => {} }) {
+    this.channel = channel;
+    this.peer = peer;
+    this.decide = decide;
+    this.onProgress = onProgress;
+    this.onFile = onFile;
+    this.onText = onText;
+    this.onFolder = onFolder;
+    this.machine = new ReceiverMachine2();
+    this.current = null;
+    this.pendingPack = null;
+    this.settledQueue = [];
+    this.ackTimer = null;
+    this.totalReceived = 0;
+    this.received = 0;
+    this.zip = new ZipBuilder();
+    this.files = [];
+    this.total = 0;
+    this.listener = (event) => this.handle(event.data);
+    this.closeListener = () => this.execute(this.machine.channelClosed());
+    channel.addEventListener("message", this.listener);
+    channel.addEventListener("close", this.closeListener);
+    this.outcome = new Promise((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+  }
+
+  run() {
+    return this.outcome.finally(() => {
+      this.channel.removeEventListener("message", this.listener);
+      this.channel.removeEventListener("close", this.closeListener);
+      clearTimeout(this.ackTimer);
+    });
+  }
+
+  handle(data) {
+    if (typeof data !== "string") {
+      const pack = this.pendingPack;
+      this.pendingPack = null;
+      if (pack !== null) this.unpack(pack, new Uint8Array(data));
+      else this.chunk(new Uint8Array(data));
+      return;
+    }
+    let message;
+    try {
+      message = parseMessage2(data);
+    } catch (error) {
+      if (!(error instanceof ProtocolError)) throw error;
+      this.execute(this.machine.protocolViolation(error.message));
+      return;
+    }
+    if (this.pendingPack !== null) {
+      this.execute(this.machine.protocolViolation(
+        "a control message where the binary frame of a 'pack' was due"));
+    } else if (message.type === "pack") {
+      const length = message.files.reduce((sum, item) => sum + item.length, 0);
+      if (length) this.pendingPack = message;
+      else this.unpack(message, new Uint8Array(0));
+    } else {
+      this.execute(this.machine.receiveMessage(message));
+    }
+  }
+
+  chunk(bytes) {
+    const actions = this.machine.receiveChunk(bytes.length);
+    if (actions.length && actions[0].action === "WriteChunk" && this.current !== null) {
+      const current = this.current;
+      current.hasher.update(bytes);
+      current.crc = crc32(current.crc, bytes);
+      current.frames.push(bytes.slice());
+      current.framesBytes += bytes.length;
+      current.received += bytes.length;
+      this.totalReceived += bytes.length;
+      if (current.framesBytes >= RECEIVE_BLOB_BYTES) {
+        current.blobs.push(new Blob(current.frames));
+        current.frames = [];
+        current.framesBytes = 0;
+      }
+      this.onProgress({ index: current.index, received: current.received,
+                        totalReceived: this.totalReceived });
+      return;
+    }
+    this.execute(actions);
+  }
+
+  unpack(pack, bytes) {
+    const length = pack.files.reduce((sum, item) => sum + item.length, 0);
+    if (bytes.length !== length) {
+      this.execute(this.machine.protocolViolation(
+        `a 'pack' of ${length} bytes came with a frame of ${bytes.length}`));
+      return;
+    }
+    let position = 0;
+    for (const item of pack.files) {
+      this.execute(this.machine.receiveMessage({ type: "file", index: item.index, offset: item.offset }));
+      if (item.length && !this.ended) {
+        this.chunk(bytes.subarray(position, position + item.length));
+        position += item.length;
+      }
+      if (this.ended) return;
+      this.execute(this.machine.receiveMessage({ type: "eof", index: item.index,
+        sha256: item.sha256, size: item.offset + item.length }));
+    }
+  }
+
+  send(message) {
+    try {
+      this.channel.send(JSON.stringify(message));
+    } catch {
+      this.execute(this.machine.channelClosed());
+    }
+  }
+
+  execute(actions) {
+    for (const action of actions) {
+      if (action.send) {
+        this.send(action.send);
+        continue;
+      }
+      switch (action.action) {
+        case "AskDecision": this.ask(); break;
+        case "LookupOffsets": {
+          // The page holds nothing from earlier transfers: every entry starts at 0.
+          const entries = action.entries;
+          queueMicrotask(() => this.execute(this.machine.offsetsFound(
+            action.first, entries.map(() => 0))));
+          break;
+        }
+        case "OpenFile":
+          this.current = { index: action.index, name: action.entry.name, hasher: new Sha256(),
+                           crc: 0, frames: [], framesBytes: 0, blobs: [], received: 0 };
+          break;
+        case "DiscardFile":
+          if (this.current !== null && this.current.index === action.index) {
+            this.current.frames = [];
+            this.current.blobs = [];
+          }
+          break;
+        case "VerifyFile": this.verify(action); break;
+        case "Declined": this.end("declined"); break;
+        case "Finished":
+          if (action.failed) {
+            this.fail(new TransferFailed(`${action.failed} file(s) failed: ${action.failures[0][1]}`));
+          } else {
+            this.deliverFolder();
+            this.end("accepted");
+          }
+          break;
+        case "Fail":
+          if (action.close_channel) this.channel.close();
+          this.fail(new TransferFailed(action.reason));
+          break;
+        default: break;
+      }
+    }
+  }
+
+  async ask() {
+    const hello = this.machine;
+    const entries = [...hello.entries.values()];
+    const kind = hello.text ? "text" : (hello.count === 1 && entries[0]?.size === null ? "stream" : "files");
+    const offer = {
+      files: entries.map((e) => ({ name: e.name, size: e.size ?? 0 })),
+      total: hello.total, count: hello.count, kind,
+    };
+    this.files = offer.files;
+    this.total = offer.total;
+    this.count = offer.count;
+    let decision;
+    try {
+      decision = await this.decide(offer);
+    } catch (error) {
+      this.execute(this.machine.abort("the receiver failed while deciding"));
+      this.fail(error);
+      return;
+    }
+    const reason = decision === true ? null
+      : (typeof decision === "string" && decision ? decision : "declined by the user");
+    this.execute(this.machine.decide(reason, entries.map(() => 0)));
+  }
+
+  verify(action) {
+    const current = this.current;
+    this.current = null;
+    let failure = null;
+    const digest = current.hasher.hexDigest();
+    if (digest !== action.sha256) {
+      failure = `sha256 mismatch (announced ${action.sha256.slice(0, 16)}..., received ${digest.slice(0, 16)}...)`;
+    }
+    current.blobs.push(new Blob(current.frames));
+    const blob = new Blob(current.blobs, { type: "application/octet-stream" });
+    if (failure === null && this.machine.text) {
+      blob.arrayBuffer().then((buffer) => {
+        let textValue = null;
+        try {
+          textValue = new TextDecoder("utf-8", { fatal: true }).decode(buffer);
+        } catch {
+          this.settle(action.index, "the text is not valid UTF-8");
+          return;
+        }
+        this.onText(textValue);
+        this.settle(action.index, null);
+      });
+      return;
+    }
+    if (failure === null) {
+      this.received += 1;
+      this.zip.add(current.name, blob, current.crc, action.size);
+      this.onFile({ index: action.index, name: current.name, size: action.size,
+                    sha256: digest, blob });
+    }
+    this.settle(action.index, failure);
+  }
+
+  settle(index, failure) {
+    this.settledQueue.push([index, failure]);
+    if (this.ackTimer === null) {
+      this.ackTimer = setTimeout(() => {
+        this.ackTimer = null;
+        const results = this.settledQueue;
+        this.settledQueue = [];
+        this.execute(this.machine.filesSettled(results));
+      }, ACK_DELAY_MS);
+    }
+  }
+
+  deliverFolder() {
+    if (this.received > 1) {
+      const blob = this.zip.blob();
+      if (blob !== null) this.onFolder({ blob, count: this.received });
+    }
+  }
+
+  get ended() {
+    return this.done === true;
+  }
+
+  end(outcome) {
+    if (this.done) return;
+    this.done = true;
+    this.resolve(outcome);
+  }
+
+  fail(error) {
+    if (this.done) return;
+    this.done = true;
+    this.reject(error);
+  }
+}
+
+export { messageJson };

@@ -1,0 +1,191 @@
+"""The page receiving rtcxfer/2 from the CLI: a folder of 1,000 files, a stream, a text."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import threading
+import zipfile
+from pathlib import Path
+
+import pytest
+from browser.pages import PeerFactory
+from support import RTCXFER, CliProcess, cli_env
+
+from rtcxfer.errors import ExitCode
+
+pytestmark = pytest.mark.browser
+
+CLI_TIMEOUT = 120.0
+
+
+def test_cli_sends_a_folder_of_1000_files_to_the_page(peers: PeerFactory,
+                                                      tmp_path: Path) -> None:
+    page = peers.open("web")
+    tree = tmp_path / "photos"
+    made = {}
+    for number in range(1000):
+        path = tree / f"album{number % 9}" / f"img{number}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = os.urandom(number % 3000)
+        path.write_bytes(data)
+        made[f"photos/album{number % 9}/img{number}.jpg"] = data
+    sender = CliProcess(["send", "--server", peers.server.ws_url, "--name", "cli", "--json",
+                         "web", str(tree)])
+    try:
+        page.wait_for_offer()
+        assert "1000 files" in (page.page.text_content("#offer-summary") or "")
+        page.page.click("#accept-button")
+        assert sender.wait(CLI_TIMEOUT) == ExitCode.OK, sender.stderr
+        page.wait_for_status("ok")
+        link = "#received-list li[data-testid=received-folder] a[download]"
+        page.page.wait_for_selector(link)
+        with page.page.expect_download() as pending:
+            page.page.click(link)
+        target = tmp_path / "folder.zip"
+        pending.value.save_as(target)
+    finally:
+        sender.stop()
+    with zipfile.ZipFile(target) as archive:
+        assert archive.testzip() is None
+        names = archive.namelist()
+        assert sorted(names) == sorted(made)
+        for name in names[:: 37]:
+            assert archive.read(name) == made[name]
+
+
+def test_cli_sends_a_stream_to_the_page(peers: PeerFactory, tmp_path: Path) -> None:
+    page = peers.open("web")
+    data = os.urandom(3 * 1024 * 1024 + 5)
+    sender = subprocess.Popen(
+        [*RTCXFER, "send", "--server", peers.server.ws_url, "--name", "cli",
+         "--stdin-name", "backup.tar", "web", "-"],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=cli_env(), start_new_session=True)
+    try:
+        stdin = sender.stdin
+        assert stdin is not None
+
+        def feed() -> None:
+            # The sender reads its input only once the page accepted.
+            stdin.write(data)
+            stdin.close()
+
+        feeder = threading.Thread(target=feed, daemon=True)
+        feeder.start()
+        page.wait_for_offer()
+        page.page.click("#accept-button")
+        assert sender.wait(CLI_TIMEOUT) == ExitCode.OK
+        page.wait_for_status("ok")
+        item = page.page.locator("#received-list li[data-name='backup.tar']")
+        assert item.get_attribute("data-sha256") == hashlib.sha256(data).hexdigest()
+        assert page.download("backup.tar", tmp_path).read_bytes() == data
+    finally:
+        if sender.poll() is None:
+            sender.kill()
+            sender.wait()
+
+
+def test_cli_sends_a_text_to_the_page(peers: PeerFactory) -> None:
+    page = peers.open("web")
+    text = "<b>not bold</b>\nsecond line"
+    sender = CliProcess(["send", "--server", peers.server.ws_url, "--name", "cli",
+                         "web", "--text", text])
+    try:
+        page.wait_for_offer()
+        page.page.click("#accept-button")
+        assert sender.wait(CLI_TIMEOUT) == ExitCode.OK, sender.stderr
+        shown = page.page.locator("#received-list li[data-testid=received-text] pre")
+        shown.wait_for()
+        assert shown.text_content() == text
+        assert page.page.locator("#received-list b").count() == 0
+    finally:
+        sender.stop()
+
+
+def test_page_sends_a_folder_of_1000_files_to_cli_listen(peers: PeerFactory,
+                                                         tmp_path: Path) -> None:
+    """The page's sender (rtcxfer/1, which a v2 listener still takes) with 1,000 files."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    listener = CliProcess(["listen", "--server", peers.server.ws_url, "--name", "cli",
+                           "--json", "--yes", "--dir", str(inbox)])
+    try:
+        listener.wait_for_line(lambda line: '"connected"' in line, timeout=CLI_TIMEOUT)
+        folder = tmp_path / "album"
+        made = {}
+        for number in range(1000):
+            path = folder / f"part{number % 4}" / f"p{number}.txt"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            data = os.urandom(number % 500)
+            path.write_bytes(data)
+            made[f"album/part{number % 4}/p{number}.txt"] = data
+        page = peers.open("web")
+        page.pick_user("cli")
+        page.page.set_input_files("#folder-input", folder)
+        page.page.click("#send-button")
+        page.page.wait_for_function(
+            "() => document.querySelector('#status').dataset.kind === 'ok'",
+            timeout=CLI_TIMEOUT * 1000)
+        listener.wait_for_line(lambda line: '"summary"' in line and '"ok": true' in line,
+                               timeout=CLI_TIMEOUT)
+    finally:
+        listener.stop()
+    for name, data in made.items():
+        assert (inbox / name).read_bytes() == data
+
+
+def test_page_sends_a_text_to_cli_listen(peers: PeerFactory, tmp_path: Path) -> None:
+    listener = CliProcess(["listen", "--server", peers.server.ws_url, "--name", "cli",
+                           "--json", "--yes", "--dir", str(tmp_path)])
+    try:
+        listener.wait_for_line(lambda line: '"connected"' in line, timeout=CLI_TIMEOUT)
+        page = peers.open("web")
+        page.pick_user("cli")
+        text = "héllo from the page\n\u202eline two"
+        page.page.fill("#text-input", text)
+        page.page.click("#send-text-button")
+        assert "sent the text to cli" in page.wait_for_status("ok")
+        line = listener.wait_for_line(lambda line: '"event": "text"' in line,
+                                      timeout=CLI_TIMEOUT)
+        assert json.loads(line)["text"] == text
+    finally:
+        listener.stop()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_page_sends_4000_files_with_rtcxfer2(peers: PeerFactory, tmp_path: Path) -> None:
+    """A list too long for one rtcxfer/1 hello (here over 262,144 bytes) goes in batches."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    listener = CliProcess(["listen", "--server", peers.server.ws_url, "--name", "cli",
+                           "--json", "--yes", "--dir", str(inbox)])
+    try:
+        listener.wait_for_line(lambda line: '"connected"' in line, timeout=CLI_TIMEOUT)
+        folder = tmp_path / "library"
+        made = {}
+        for number in range(4000):
+            relative = f"shelf{number % 5}/a-rather-long-file-name-for-batching-{number:05}.txt"
+            path = folder / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            data = os.urandom(number % 200)
+            path.write_bytes(data)
+            made[f"library/{relative}"] = data
+        page = peers.open("web")
+        page.pick_user("cli")
+        page.page.set_input_files("#folder-input", folder)
+        page.page.click("#send-button")
+        page.page.wait_for_function(
+            "() => document.querySelector('#status').dataset.kind === 'ok'",
+            timeout=CLI_TIMEOUT * 1000)
+        offer = json.loads(listener.wait_for_line(lambda line: '"offer"' in line,
+                                                  timeout=CLI_TIMEOUT))
+        assert offer["count"] == 4000 and len(offer["files"]) < 4000
+        listener.wait_for_line(lambda line: '"summary"' in line and '"ok": true' in line,
+                               timeout=CLI_TIMEOUT)
+    finally:
+        listener.stop()
+    for name, data in made.items():
+        assert (inbox / name).read_bytes() == data
