@@ -267,10 +267,14 @@ def send(peer: str, paths: tuple[Path, ...], skip_unreadable: bool, follow_symli
 @click.option("--allow-hidden", is_flag=True,
               help="Accept file names with a component starting with '.' (.ssh/..., "
                    ".bashrc); refused by default.")
+@click.option("--keep-parts", "keep_parts", type=click.FloatRange(min=0), default=7.0,
+              show_default=True, metavar="DAYS",
+              help="At startup, remove unfinished part files (.NAME.rtcxfer-part) in the "
+                   "download folder untouched for more than DAYS days (each is listed).")
 @IDLE_TIMEOUT_OPTION
 @_peer_options
 def listen(download_dir: Path | None, assume_yes: bool, allowed_senders: tuple[str, ...],
-           overwrite: bool, allow_hidden: bool, idle_timeout: float | None,
+           overwrite: bool, allow_hidden: bool, keep_parts: float, idle_timeout: float | None,
            **params: Any) -> int:
     """Stay online and receive files; asks before accepting unless --yes.
 
@@ -293,7 +297,8 @@ def listen(download_dir: Path | None, assume_yes: bool, allowed_senders: tuple[s
                             assume_yes=assume_yes,
                             allowed_senders=frozenset(allowed_senders), overwrite=overwrite,
                             interactive=sys.stdin.isatty(), allow_hidden=allow_hidden,
-                            idle_timeout=idle_timeout or LISTEN_IDLE_TIMEOUT)
+                            idle_timeout=idle_timeout or LISTEN_IDLE_TIMEOUT,
+                            keep_parts_days=keep_parts)
     listener = Listener(client, options, output)
     stopped = run_peer_command(listener.run, output, exit_codes={signal.SIGTERM: ExitCode.OK})
     return stopped if isinstance(stopped, ExitCode) else ExitCode.OK

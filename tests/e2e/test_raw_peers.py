@@ -43,7 +43,8 @@ class Recorder:
         pass
 
     def file_finished(self, index: int, entry: Any, ok: bool, reason: str | None,
-                      path: Path | None) -> None:
+                      path: Path | None, *, saved_as: str | None = None,
+                      resumed_from: int | None = None) -> None:
         self.finished.append((entry.name, ok))
 
     def transfer_finished(self, ok: bool) -> None:

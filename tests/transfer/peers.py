@@ -112,7 +112,8 @@ class RecordingObserver:
             self.progress_reached.set()
 
     def file_finished(self, index: int, entry: FileEntry, ok: bool, reason: str | None,
-                      path: Path | None) -> None:
+                      path: Path | None, *, saved_as: str | None = None,
+                      resumed_from: int | None = None) -> None:
         self.events.append(("file_finished", index, entry.name, ok, reason, path))
 
     def transfer_finished(self, ok: bool) -> None:

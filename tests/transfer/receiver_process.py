@@ -38,7 +38,8 @@ class PrintingObserver:
         print("progress", done, flush=True)
 
     def file_finished(self, index: int, entry: FileEntry, ok: bool, reason: str | None,
-                      path: Path | None) -> None:
+                      path: Path | None, *, saved_as: str | None = None,
+                      resumed_from: int | None = None) -> None:
         return None
 
     def transfer_finished(self, ok: bool) -> None:
