@@ -53,7 +53,7 @@ class Output:
         # Bar line of each running transfer (index: its position below the messages).
         self._slots: list[bool] = []
         # What the receiver kept, renamed, resumed, per session (for the summary).
-        self._outcomes: dict[str, _Outcomes] = {}
+        self._outcomes: dict[tuple[str, str], _Outcomes] = {}  # key: (peer, session)
 
     @classmethod
     def from_flags(cls, *, json_events: bool, quiet: bool) -> Output:
@@ -132,7 +132,7 @@ class Output:
     def summary(self, report: TransferReport, *, peer: str, session: str, direction: str) -> None:
         """The closing line; rates count from the answer to the offer on (not the wait)."""
         rate = report.bytes / MIB / report.seconds if report.seconds > 0 else 0.0
-        outcomes = self._outcomes.pop(session, None) or _Outcomes()
+        outcomes = self._outcomes.pop((peer, session), None) or _Outcomes()
         self.event(
             "summary",
             ok=report.ok,
@@ -202,7 +202,7 @@ class ProgressObserver:
         self._completed_bytes = 0
         self._last_event = 0.0
         self.outcomes = _Outcomes()
-        output._outcomes[session] = self.outcomes
+        output._outcomes[(peer, session)] = self.outcomes
 
     def _fields(self, index: int, entry: FileEntry) -> dict[str, Any]:
         return {"peer": self.peer, "session": self.session, "index": index,
@@ -271,8 +271,12 @@ class ProgressObserver:
                     saved_as=saved_as, path=str(path) if path is not None else None)
 
     def transfer_finished(self, ok: bool) -> None:
+        if not ok:
+            # No summary follows a failed transfer: nothing to keep for it.
+            self.output._outcomes.pop((self.peer, self.session), None)
         if self._total_bar is not None:
             bar, self._total_bar = self._total_bar, None
+            bar.set_description_str(self.label, refresh=False)
             if ok:
                 bar.finish()
             final = str(bar)
@@ -280,6 +284,10 @@ class ProgressObserver:
             # bar never lands in the line of a transfer still running.
             bar.leave = False
             bar.close()
+            # tqdm leaves the cursor at the end of a cleared line below the first one
+            # (it writes "\r" only for position 0): back to the start of the line.
+            self._stream.write("\r")
+            self._stream.flush()
             if self._slot is not None:
                 self.output.free_slot(self._slot)
                 self._slot = None

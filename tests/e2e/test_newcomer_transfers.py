@@ -167,7 +167,8 @@ def test_two_transfers_at_once_keep_to_their_own_lines(
     # One system of units: MiB sizes, binary rates, "12 B" for 12 bytes, no tqdm "12.0".
     finished = [line for line in lines if "100%|" in line]
     assert any("64.0 MiB / 64.0 MiB" in line and "from alice" in line for line in finished)
-    assert any("64.0 MiB / 64.0 MiB" in line and "from carol" in line for line in finished)
+    assert any("64.0 MiB / 64.0 MiB" in line and "from carol" in line for line in finished), \
+        "\n".join(lines)
     assert "12.0/12.0" not in raw and "MB/s" not in raw and "kB/s" not in raw
     summaries = [line for line in lines if "received from" in line]
     assert len(summaries) == 2 and all("MiB/s" in line for line in summaries)
