@@ -533,8 +533,9 @@ class Listener:
         if self._questions:
             for question in list(self._questions):
                 question.cancel(INTERRUPTED)
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait(list(self._transfers), timeout=DECLINE_ON_EXIT_SECONDS)
+            if self._transfers:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait(list(self._transfers), timeout=DECLINE_ON_EXIT_SECONDS)
         for task in list(self._transfers):
             task.cancel()
         for task in list(self._transfers):

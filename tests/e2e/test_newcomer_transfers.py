@@ -28,6 +28,7 @@ Start = Callable[..., CliProcess]
 TIMEOUT = 90.0
 MIB = 1024 * 1024
 COLUMNS, ROWS = 160, 40
+ANSWER_AFTER = 6.0
 
 
 class Screen:
@@ -135,6 +136,21 @@ def test_ctrl_c_at_the_question_declines_the_offer_before_exiting(
     (error,) = json_events(sender, "error")
     assert "declined" in error["message"] and "stopped listening" in error["message"]
     assert not (tmp_path / "in" / "a.txt").exists()
+
+
+def test_the_time_to_answer_is_not_in_the_rates(
+        tmp_path: Path, server: str, send: Start) -> None:
+    (tmp_path / "a.txt").write_text("hello")
+    with listen_on_terminal(server, tmp_path / "in") as (_listener, screen):
+        sender = send("alice", "bob", tmp_path / "a.txt")
+        screen.wait_for("Accept? [y/N")
+        time.sleep(ANSWER_AFTER)  # the person reads the question
+        screen.type(b"y\n")
+        assert sender.wait(TIMEOUT) == 0, sender.stderr
+        screen.wait_for("received from alice")
+    (summary,) = json_events(sender, "summary")
+    # Five bytes on loopback take far less than the time the person took.
+    assert summary["seconds"] < ANSWER_AFTER, summary
 
 
 def test_two_transfers_at_once_keep_to_their_own_lines(
