@@ -304,9 +304,11 @@ class ProgressObserver:
             for path in saved:
                 self.output.say(f"saved {path}")
         else:
-            renamed = len(self.outcomes.renamed)
-            note = f" ({renamed} renamed, listed above)" if renamed else ""
+            renamed = self.outcomes.renamed
+            note = f", {len(renamed)} of them renamed:" if renamed else ""
             self.output.say(f"saved {len(saved)} files into {self.outcomes.folder}{note}")
+            for name, saved_as in renamed:
+                self.output.say(f"  {name} -> {saved_as}")
 
 
 def _renamed(name: str, path: Path) -> str | None:

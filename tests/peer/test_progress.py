@@ -150,6 +150,7 @@ def test_receiver_lists_each_saved_path_or_the_folder_when_many(
         observer.file_finished(i, entry, True, None, Path("/in") / landed)
     observer.transfer_finished(True)
     err = capsys.readouterr().err
-    assert f"saved {LISTED_PATHS + 1} files into /in (1 renamed, listed above)" in err
+    assert f"saved {LISTED_PATHS + 1} files into /in, 1 of them renamed:" in err
+    assert "  d/f0.txt -> d/f0 (1).txt" in err
     assert "warning: d/f0.txt already exists: saved as /in/d/f0 (1).txt" in err
     assert "saved /in/d/f1.txt" not in err
