@@ -355,11 +355,15 @@ def send(peer: str, paths: tuple[Path, ...], skip_unreadable: bool, follow_symli
               help="Exit after the first transfer (0 if it succeeded, else 8).")
 @click.option("--stdout", "to_stdout", is_flag=True,
               help="Write the one file or stream received to standard output (with --once).")
+@click.option("--keep-parts", "keep_parts", type=click.FloatRange(min=0), default=7.0,
+              show_default=True, metavar="DAYS",
+              help="At startup, remove unfinished part files (.NAME.rtcxfer-part) in the "
+                   "download folder untouched for more than DAYS days (each is listed).")
 @IDLE_TIMEOUT_OPTION
 @_peer_options
 def listen(download_dir: Path | None, assume_yes: bool, allowed_senders: tuple[str, ...],
            overwrite: bool, allow_hidden: bool, once: bool, to_stdout: bool,
-           idle_timeout: float | None, **params: Any) -> int:
+           keep_parts: float, idle_timeout: float | None, **params: Any) -> int:
     """Stay online and receive files; asks before accepting unless --yes.
 
     \b
@@ -387,7 +391,7 @@ def listen(download_dir: Path | None, assume_yes: bool, allowed_senders: tuple[s
                             allowed_senders=frozenset(allowed_senders), overwrite=overwrite,
                             interactive=sys.stdin.isatty(), allow_hidden=allow_hidden,
                             idle_timeout=idle_timeout or LISTEN_IDLE_TIMEOUT,
-                            once=once, stdout=to_stdout)
+                            once=once, stdout=to_stdout, keep_parts_days=keep_parts)
     listener = Listener(client, options, output)
     stopped = run_peer_command(listener.run_once if once else listener.run, output,
                                exit_codes={signal.SIGTERM: ExitCode.OK})

@@ -14,6 +14,7 @@ import json
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,9 @@ from rtcxfer.transfer import FileEntry, TransferReport
 PROGRESS_EVENTS_PER_SECOND = 4
 BAR_REFRESH_SECONDS = 0.25
 MIB = 1024 * 1024
+# A receiver lists every saved path up to this many files; beyond, "N files into DIR"
+# (renamed files are always listed).
+LISTED_PATHS = 10
 
 
 class OutputMode(Enum):
@@ -44,6 +48,12 @@ class Output:
         # While a question is on the terminal (hold()), messages wait and bars stay still.
         self._held = 0
         self._pending: list[str] = []
+        # One stream for messages and bars: tqdm.write clears the bars drawn on it first.
+        self.stream = _HeldStream(self)
+        # Bar line of each running transfer (index: its position below the messages).
+        self._slots: list[bool] = []
+        # What the receiver kept, renamed, resumed, per session (for the summary).
+        self._outcomes: dict[tuple[str, str], _Outcomes] = {}  # key: (peer, session)
 
     @classmethod
     def from_flags(cls, *, json_events: bool, quiet: bool) -> Output:
@@ -77,7 +87,7 @@ class Output:
         if self._held:
             self._pending.append(line)
         else:
-            tqdm.write(line, file=sys.stderr)
+            tqdm.write(line, file=self.stream)
 
     @property
     def held(self) -> bool:
@@ -98,15 +108,31 @@ class Output:
             if not self._held:
                 pending, self._pending = self._pending, []
                 for line in pending:
-                    tqdm.write(line, file=sys.stderr)
+                    tqdm.write(line, file=self.stream)
 
     def report(self, event: str, text: str, **fields: Any) -> None:
         """The same fact as a JSON event or a human line."""
         self.event(event, **fields)
         self.say(text)
 
+    def take_slot(self) -> int:
+        """The lowest free bar line: each running transfer keeps its own (stable) line."""
+        for slot, used in enumerate(self._slots):
+            if not used:
+                self._slots[slot] = True
+                return slot
+        self._slots.append(True)
+        return len(self._slots) - 1
+
+    def free_slot(self, slot: int) -> None:
+        self._slots[slot] = False
+        while self._slots and not self._slots[-1]:
+            self._slots.pop()
+
     def summary(self, report: TransferReport, *, peer: str, session: str, direction: str) -> None:
+        """The closing line; rates count from the answer to the offer on (not the wait)."""
         rate = report.bytes / MIB / report.seconds if report.seconds > 0 else 0.0
+        outcomes = self._outcomes.pop((peer, session), None) or _Outcomes()
         self.event(
             "summary",
             ok=report.ok,
@@ -118,87 +144,193 @@ class Output:
             resumed_bytes=report.resumed_bytes,
             seconds=round(report.seconds, 3),
             mb_per_s=round(rate, 2),
+            renamed=len(outcomes.renamed),
+            resumed=len(outcomes.resumed),
         )
         if not report.ok:
             return
         verb = "sent to" if direction == "send" else "received from"
         resumed = f" ({format_size(report.resumed_bytes)} resumed)" if report.resumed_bytes else ""
-        self.say(
-            f"{count(report.files, 'file')}, {format_size(report.bytes)}{resumed} {verb} {peer} "
-            f"in {report.seconds:.1f} s ({rate:.1f} MiB/s)"
-        )
+        line = (f"{count(report.files, 'file')}, {format_size(report.bytes)}{resumed} {verb} "
+                f"{peer} in {report.seconds:.1f} s ({rate:.1f} MiB/s)")
+        if direction == "send" and (outcomes.renamed or outcomes.resumed):
+            kept = report.files - len(outcomes.renamed)
+            parts = [f"{printable(peer)} kept {kept} under {'its' if kept == 1 else 'their'} "
+                     "own name", f"renamed {len(outcomes.renamed)}"]
+            if outcomes.resumed:
+                parts.append(f"resumed {len(outcomes.resumed)}")
+            line += ": " + ", ".join(parts)
+        self.say(line)
+        if direction == "send":
+            for name, saved_as in outcomes.renamed:
+                self.say(f"  {printable(name)} was saved as {printable(saved_as)}")
 
     def observer(self, *, peer: str, session: str, direction: str) -> ProgressObserver:
         return ProgressObserver(self, peer=peer, session=session, direction=direction)
 
 
+@dataclass
+class _Outcomes:
+    """What happened to the files of one transfer, for its summary."""
+
+    saved: list[Path] = field(default_factory=list)  # receiver: where each file landed
+    renamed: list[tuple[str, str]] = field(default_factory=list)  # (offered, saved as)
+    resumed: list[tuple[str, int]] = field(default_factory=list)  # (name, bytes held)
+    folder: Path | None = None  # receiver: the download folder
+
+
 class ProgressObserver:
-    """Progress of one transfer: tqdm bars (human) or file_* events (JSON)."""
+    """Progress of one transfer: one tqdm bar line (human) or file_* events (JSON).
+
+    Each transfer draws a single bar on its own line (its slot in :class:`Output`), so
+    two transfers at once never write into each other's line.
+    """
 
     def __init__(self, output: Output, *, peer: str, session: str, direction: str) -> None:
         self.output = output
+        self.direction = direction
         self.label = printable(f"to {peer}" if direction == "send" else f"from {peer}", limit=40)
-        self._stream = _HeldStream(output)
+        self._stream = output.stream
         self.peer = peer
         self.session = session
         # Bars redraw with cursor movements: on a log file or a pipe they are noise.
         self._bars = output.mode is OutputMode.HUMAN and sys.stderr.isatty()
         self._files: Sequence[FileEntry] = ()
-        self._total_bar: tqdm | None = None
-        self._file_bar: tqdm | None = None
-        self._file_done = 0
+        self._total_bar: _Bar | None = None
+        self._slot: int | None = None
+        # Files started and not finished: index -> (entry, bytes done). rtcxfer/2 has
+        # several in flight, and reports progress from its disk thread (late reports
+        # for a finished file are ignored).
+        self._in_flight: dict[int, tuple[FileEntry, int]] = {}
         self._completed_bytes = 0
         self._last_event = 0.0
+        self.outcomes = _Outcomes()
+        output._outcomes[(peer, session)] = self.outcomes
 
     def _fields(self, index: int, entry: FileEntry) -> dict[str, Any]:
         return {"peer": self.peer, "session": self.session, "index": index,
                 "name": entry.name, "size": entry.size}
 
-    def transfer_started(self, files: Sequence[FileEntry], offsets: Sequence[int]) -> None:
+    def transfer_started(self, files: Sequence[FileEntry], offsets: Sequence[int], *,
+                         total: int | None = None) -> None:
+        """``files``: the entries known at the start (rtcxfer/2: the first batch);
+        ``total``: the bytes of the whole transfer, when more entries follow."""
         self._files = files
-        if self._bars:
-            self._total_bar = _bar(self.label, sum(f.size for f in files), self._stream)
-            self._total_bar.update(sum(offsets))
+        if self._bars and self._total_bar is None:
+            self._slot = self.output.take_slot()
+            # The bar starts at the bytes already held (resume), not at zero.
+            size = total if total is not None else sum(f.size for f in files)
+            self._total_bar = _Bar(self.label, size, self._stream,
+                                   initial=sum(offsets), position=self._slot)
 
     def file_started(self, index: int, entry: FileEntry, offset: int) -> None:
-        self._file_done = offset
+        self._in_flight[index] = (entry, offset)
         self.output.event("file_started", offset=offset, **self._fields(index, entry))
-        if self._bars:
-            self._file_bar = _bar(_shorten(printable(entry.name)), entry.size, self._stream,
-                                  leave=False)
-            self._file_bar.update(offset)
+        if offset > 0:
+            self.output.say(f"resuming {printable(entry.name)} from {format_size(offset)}")
+        if self._total_bar is not None:
+            self._total_bar.set_description_str(
+                f"{self.label} · {_shorten(printable(entry.name))}", refresh=False)
 
     def file_progress(self, index: int, done: int) -> None:
-        step, self._file_done = done - self._file_done, done
-        if self._file_bar is not None and self._total_bar is not None:
-            self._file_bar.update(step)
-            self._total_bar.update(step)
+        flying = self._in_flight.get(index)
+        if flying is None:
+            return  # a late report for a file counted whole already
+        entry, before = flying
+        self._in_flight[index] = (entry, max(before, done))
+        if self._total_bar is not None:
+            if done > before:
+                self._total_bar.update(done - before)
             return
         now = time.monotonic()
-        due = now - self._last_event >= 1 / PROGRESS_EVENTS_PER_SECOND
-        if due and index < len(self._files):
+        if now - self._last_event >= 1 / PROGRESS_EVENTS_PER_SECOND:
             self._last_event = now
-            entry = self._files[index]
             self.output.event("file_progress", bytes=done, **self._fields(index, entry))
 
     def file_finished(self, index: int, entry: FileEntry, ok: bool, reason: str | None,
-                      path: Path | None) -> None:
+                      path: Path | None, *, saved_as: str | None = None,
+                      resumed_from: int | None = None) -> None:
+        receiving = self.direction != "send"
+        if receiving and ok and path is not None and saved_as is None:
+            # An observer driven without the ack extension still sees the path.
+            saved_as = _renamed(entry.name, path)
         self.output.event("file_done", ok=ok, reason=reason,
                           path=str(path) if path is not None else None,
+                          saved_as=saved_as, resumed_from=resumed_from,
                           **self._fields(index, entry))
-        if self._file_bar is not None:
-            self._file_bar.close()
-            self._file_bar = None
+        _, done = self._in_flight.pop(index, (entry, entry.size))
+        if self._total_bar is not None and done < entry.size and ok:
+            # An empty file (or one held whole) still moves the bar to its end.
+            self._total_bar.update(entry.size - done)
         if not ok:
             self.output.say(f"{printable(entry.name)}: {printable(reason)}")
+            return
+        if resumed_from:
+            self.outcomes.resumed.append((entry.name, resumed_from))
+        if receiving and path is not None:
+            self.outcomes.saved.append(path)
+            if self.outcomes.folder is None:
+                self.outcomes.folder = _folder_of(path, entry.name)
+        if saved_as is not None:
+            self.outcomes.renamed.append((entry.name, saved_as))
+            if receiving:
+                self.output.warn(
+                    "renamed", f"{entry.name} already exists: saved as "
+                    f"{path if path is not None else saved_as}",
+                    peer=self.peer, session=self.session, index=index, name=entry.name,
+                    saved_as=saved_as, path=str(path) if path is not None else None)
 
     def transfer_finished(self, ok: bool) -> None:
-        if self._file_bar is not None:
-            self._file_bar.close()
-            self._file_bar = None
+        if not ok:
+            # No summary follows a failed transfer: nothing to keep for it.
+            self.output._outcomes.pop((self.peer, self.session), None)
         if self._total_bar is not None:
-            self._total_bar.close()
-            self._total_bar = None
+            bar, self._total_bar = self._total_bar, None
+            bar.set_description_str(self.label, refresh=False)
+            if ok:
+                bar.finish()
+            final = str(bar)
+            # Cleared from its slot, then written once as an ordinary line: a finished
+            # bar never lands in the line of a transfer still running.
+            bar.leave = False
+            bar.close()
+            # tqdm leaves the cursor at the end of a cleared line below the first one
+            # (it writes "\r" only for position 0): back to the start of the line.
+            self._stream.write("\r")
+            self._stream.flush()
+            if self._slot is not None:
+                self.output.free_slot(self._slot)
+                self._slot = None
+            if ok:
+                self.output.say(final)
+        if self.direction != "send":
+            self._list_saved()
+
+    def _list_saved(self) -> None:
+        saved = self.outcomes.saved
+        if not saved:
+            return
+        if len(saved) <= LISTED_PATHS:
+            for path in saved:
+                self.output.say(f"saved {path}")
+        else:
+            renamed = self.outcomes.renamed
+            note = f", {len(renamed)} of them renamed:" if renamed else ""
+            self.output.say(f"saved {len(saved)} files into {self.outcomes.folder}{note}")
+            for name, saved_as in renamed:
+                self.output.say(f"  {name} -> {saved_as}")
+
+
+def _renamed(name: str, path: Path) -> str | None:
+    """The name ``path`` has inside its download folder when it is not ``name``."""
+    parts = name.split("/")
+    landed = path.parts[-len(parts):]
+    return None if list(landed) == parts else "/".join(landed)
+
+
+def _folder_of(path: Path, name: str) -> Path:
+    depth = len(name.split("/"))
+    return path.parents[depth - 1] if depth <= len(path.parents) else path.parent
 
 
 class _HeldStream:
@@ -227,18 +359,52 @@ class _HeldStream:
         return sys.stderr.isatty()
 
 
-def _bar(description: str, total: int, stream: _HeldStream, *, leave: bool = True) -> tqdm:
-    return tqdm(
-        total=total,
-        desc=description,
-        unit="B",
-        unit_scale=True,
-        unit_divisor=1024,
-        leave=leave,
-        file=stream,
-        mininterval=BAR_REFRESH_SECONDS,
-        dynamic_ncols=True,
-    )
+class _Bar(tqdm):  # type: ignore[type-arg]
+    """A byte-count bar in the same units as every message: ``12 B``, ``3.5 MiB/s``.
+
+    tqdm's own ``unit_scale`` prints ``12.0/12.0`` for a 12-byte file and keeps
+    going for an empty one; this one formats sizes with :func:`format_size` and
+    shows an empty transfer as a finished bar.
+    """
+
+    BAR_FORMAT = ("{desc}: {percentage:3.0f}%|{bar}| {size_done} / {size_total} "
+                  "[{elapsed}<{remaining}, {speed}]")
+
+    def __init__(self, description: str, total: int, stream: _HeldStream, *,
+                 initial: int = 0, position: int = 0) -> None:
+        self.size_total = total
+        super().__init__(
+            total=max(total, 1),  # tqdm draws no bar for a total of 0
+            initial=min(initial, max(total, 1)),
+            desc=description,
+            unit="B",
+            leave=True,
+            file=stream,
+            mininterval=BAR_REFRESH_SECONDS,
+            dynamic_ncols=True,
+            position=position,
+            bar_format=self.BAR_FORMAT,
+        )
+
+    def finish(self) -> None:
+        if self.n < self.total:
+            self.n = self.total
+        self.refresh()
+
+    @property
+    def format_dict(self) -> dict[str, Any]:
+        values: dict[str, Any] = super().format_dict
+        done = min(values["n"], self.size_total)
+        rate = values.get("rate")
+        elapsed = values.get("elapsed") or 0.0
+        if rate is None and elapsed > 0:
+            rate = (values["n"] - values.get("initial", 0)) / elapsed
+        values["size_done"] = format_size(done)
+        values["size_total"] = format_size(self.size_total)
+        if self.size_total == 0:
+            rate = 0.0  # the stand-in total of 1 is no byte
+        values["speed"] = f"{format_size(rate)}/s" if rate is not None else "? B/s"
+        return values
 
 
 def _json_escape(char: str) -> str:

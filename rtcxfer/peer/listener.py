@@ -43,7 +43,13 @@ from rtcxfer.peer.config import (
     server_ice_urls,
 )
 from rtcxfer.peer.identity import config_dir, load_or_create, presented_identity
-from rtcxfer.peer.prompt import Question, ask_on_terminal, describe_file, flush_terminal_input
+from rtcxfer.peer.prompt import (
+    INTERRUPTED,
+    Question,
+    ask_on_terminal,
+    describe_file,
+    flush_terminal_input,
+)
 from rtcxfer.peer.session import DATA_CHANNEL_LABEL, PeerSession, Role, report_path
 from rtcxfer.peer.signaling import Signal, SignalingClient
 from rtcxfer.peer.trust import TrustStore, scope_of
@@ -58,7 +64,7 @@ from rtcxfer.transfer import (
 )
 from rtcxfer.transfer.paths import is_hidden_name
 from rtcxfer.transfer.receiver2 import offer_count, receive_any
-from rtcxfer.transfer.storage import numbered_name, space_problem
+from rtcxfer.transfer.storage import numbered_name, remove_stale_parts, space_problem
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +98,16 @@ FINISHING_GRACE_SECONDS = 5.0
 MIN_REFRESH_SECONDS = 30.0
 NOT_INTERACTIVE = "receiver is not interactive; run listen with --yes"
 DECLINED_BY_USER = "declined by the receiver"
+# Ctrl-C while an offer is on the terminal declines it (the sender exits 6, declined).
+DECLINED_ON_EXIT = "declined by the receiver (it stopped listening)"
+# How long an interrupted listener waits for those declines to reach their senders.
+DECLINE_ON_EXIT_SECONDS = 3.0
+# Part files untouched for longer than this are removed when listen starts.
+KEEP_PARTS_DAYS = 7.0
+LISTED_PARTS = 10
+NO_TERMINAL_WARNING = (
+    "no terminal to ask on and no --yes: every offer will be declined "
+    "(\"receiver is not interactive\"); run listen --yes to accept them")
 
 
 @dataclass(frozen=True)
@@ -106,6 +122,7 @@ class ListenOptions:
     max_sessions_per_peer: int = MAX_SESSIONS_PER_PEER
     once: bool = False  # stop after the first transfer (run_once)
     stdout: bool = False  # write the one file or stream received to stdout
+    keep_parts_days: float = KEEP_PARTS_DAYS  # older part files are removed at startup
 
 
 Ask = Callable[[Question], Awaitable[bool]]
@@ -170,8 +187,9 @@ class _WatchedObserver:
         self.inner = inner
         self.activity = activity
 
-    def transfer_started(self, files: Sequence[FileEntry], offsets: Sequence[int]) -> None:
-        self.inner.transfer_started(files, offsets)
+    def transfer_started(self, files: Sequence[FileEntry], offsets: Sequence[int], *,
+                         total: int | None = None) -> None:
+        self.inner.transfer_started(files, offsets, total=total)
 
     def file_started(self, index: int, entry: FileEntry, offset: int) -> None:
         self.inner.file_started(index, entry, offset)
@@ -180,9 +198,11 @@ class _WatchedObserver:
         self.inner.file_progress(index, done)
 
     def file_finished(self, index: int, entry: FileEntry, ok: bool, reason: str | None,
-                      path: Path | None) -> None:
+                      path: Path | None, *, saved_as: str | None = None,
+                      resumed_from: int | None = None) -> None:
         self.activity.verified()
-        self.inner.file_finished(index, entry, ok, reason, path)
+        self.inner.file_finished(index, entry, ok, reason, path, saved_as=saved_as,
+                                 resumed_from=resumed_from)
 
     def transfer_finished(self, ok: bool) -> None:
         self.inner.transfer_finished(ok)
@@ -214,6 +234,9 @@ class Listener:
         self._prompt = asyncio.Lock()
         self.ready = asyncio.Event()  # set once logged in for the first time
         self.download_dir = Path(os.path.abspath(options.download_dir))
+        # Open questions (Ctrl-C declines them) and whether the listener is stopping.
+        self._questions: set[asyncio.Future[bool]] = set()
+        self._stopping = False
         # --once: the first transfer's outcome (None: it succeeded).
         self.once_done: asyncio.Future[RtcxferError | None] | None = None
 
@@ -252,6 +275,9 @@ class Listener:
                 f"{error.strerror or error}"
             ) from error
         self._say_whom_we_accept()
+        if not self.options.assume_yes and not self.options.interactive:
+            self.output.warn("not_interactive", NO_TERMINAL_WARNING)
+        await self._remove_stale_parts()
         await self._log_in()
         self.ready.set()
         try:
@@ -280,6 +306,24 @@ class Listener:
             else:
                 self.output.say(f"accepting {printable(name)} only with identity "
                                 f"{pin.fingerprint}")
+
+    async def _remove_stale_parts(self) -> None:
+        """Report and remove part files older than --keep-parts days (our folder only)."""
+        days = self.options.keep_parts_days
+        removed = await asyncio.to_thread(remove_stale_parts, self.download_dir,
+                                          days * 86400.0)
+        if not removed:
+            return
+        total = sum(part.size for part in removed)
+        self.output.event("parts_removed", dir=str(self.download_dir), days=days,
+                          files=[{"name": part.name, "size": part.size} for part in removed])
+        self.output.say(f"removed {count(len(removed), 'part file')} ({format_size(total)}) "
+                        f"older than {days:g} days from {self.download_dir}:")
+        for part in removed[:LISTED_PARTS]:
+            self.output.say(f"  {part.name}  {format_size(part.size)}, "
+                            f"{part.age_seconds / 86400:.0f} days old")
+        if len(removed) > LISTED_PARTS:
+            self.output.say(f"  … and {len(removed) - LISTED_PARTS} more")
 
     async def _log_in(self) -> None:
         signaling = await log_in(self.client, self.output)
@@ -559,12 +603,26 @@ class Listener:
             self._offer_event(session, offer, code)
             return NOT_INTERACTIVE
         async with self._prompt:
+            if self._stopping:
+                return DECLINED_ON_EXIT
             with self.output.hold():
                 # Anything typed before the question was shown (a stray key, the answer
                 # to an offer whose sender gave up) must not answer this one.
                 flush_terminal_input()
                 self._offer_event(session, offer, code)
-                accepted = await self.ask(self.question(peer, offer, code))
+                question = asyncio.ensure_future(self.ask(self.question(peer, offer, code)))
+                self._questions.add(question)
+                try:
+                    accepted = await question
+                except asyncio.CancelledError:
+                    task = asyncio.current_task()
+                    if not (self._stopping and question.cancelled()
+                            and task is not None and not task.cancelling()):
+                        raise
+                    return DECLINED_ON_EXIT  # Ctrl-C at the question: a decline
+                finally:
+                    self._questions.discard(question)
+                    question.cancel()
         return None if accepted else DECLINED_BY_USER
 
     def question(self, peer: str, offer: IncomingOffer, code: str) -> Question:
@@ -592,7 +650,19 @@ class Listener:
         return Question(summary=summary, files=files)
 
     async def shutdown(self) -> None:
-        """Close every session (each peer gets a leave) and log out."""
+        """Close every session (each peer gets a leave) and log out.
+
+        An offer waiting for the person's answer is declined first (Ctrl-C at the
+        question means no), and the listener waits briefly for that decline to reach
+        the sender, which then reports a decline, not a broken transfer.
+        """
+        self._stopping = True
+        if self._questions:
+            for question in list(self._questions):
+                question.cancel(INTERRUPTED)
+            if self._transfers:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait(list(self._transfers), timeout=DECLINE_ON_EXIT_SECONDS)
         for task in list(self._transfers):
             task.cancel()
         for task in list(self._transfers):

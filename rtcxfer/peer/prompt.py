@@ -20,6 +20,8 @@ from rtcxfer.text import printable
 # Files listed in the question before "and N more".
 SHOWN_FILES = 10
 MAX_LINE = 4096
+# The cancel message of a question ended by Ctrl-C: the offer is declined.
+INTERRUPTED = "interrupted"
 
 
 @dataclass(frozen=True)
@@ -65,8 +67,11 @@ async def ask_on_terminal(question: Question) -> bool:
                 return False
             if answer == "?":
                 sys.stderr.write(question.text(every_file=True) + "\n")
-    except asyncio.CancelledError:
-        sys.stderr.write("\n(the offer was withdrawn; that answer is not used)\n")
+    except asyncio.CancelledError as cancelled:
+        if cancelled.args and cancelled.args[0] == INTERRUPTED:
+            sys.stderr.write("\n(interrupted: this offer is declined)\n")
+        else:
+            sys.stderr.write("\n(the offer was withdrawn; that answer is not used)\n")
         sys.stderr.flush()
         raise
 

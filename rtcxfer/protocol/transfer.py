@@ -78,9 +78,13 @@ class Eof:
 
 @dataclass(frozen=True)
 class Ack:
+    """``ack``; ``saved_as`` and ``resumed_from`` are optional extensions (docs/protocol.md)."""
+
     index: int
     ok: bool
     reason: str | None = None
+    saved_as: str | None = None  # the name the file landed under, when not its own
+    resumed_from: int | None = None  # bytes the receiver already held (resume)
 
 
 @dataclass(frozen=True)
@@ -176,7 +180,16 @@ def _parse_ack(obj: dict[str, Any]) -> Ack:
     reason = None
     if obj.get("reason") is not None:
         reason = _require_text(obj, "reason", "ack")
-    return Ack(index=index, ok=ok, reason=reason)
+    # Extensions: informational, so a value of the wrong type is ignored, not an error.
+    saved_as = obj.get("saved_as")
+    if not isinstance(saved_as, str) or not saved_as or not ok:
+        saved_as = None
+    resumed_from = obj.get("resumed_from")
+    if not _is_int(resumed_from) or resumed_from <= 0 or not ok:
+        resumed_from = None
+    return Ack(index=index, ok=ok, reason=reason,
+               saved_as=shorten(saved_as) if saved_as is not None else None,
+               resumed_from=resumed_from)
 
 
 def _parse_eof(obj: dict[str, Any]) -> Eof:
@@ -260,6 +273,10 @@ def encode_message(message: Message) -> str:
             obj = {"type": "ack", "index": message.index, "ok": message.ok}
             if message.reason is not None:
                 obj["reason"] = message.reason
+            if message.saved_as is not None:
+                obj["saved_as"] = message.saved_as
+            if message.resumed_from is not None:
+                obj["resumed_from"] = message.resumed_from
         case Done():
             obj = {"type": "done"}
         case Error():

@@ -15,6 +15,7 @@ from typing import Any
 
 from rtcxfer.protocol.transfer import (
     _SHA256_HEX,
+    MAX_TEXT_LENGTH,
     Decline,
     Done,
     Error,
@@ -100,6 +101,8 @@ class Eof2:
 class Acks:
     upto: int
     failed: tuple[tuple[int, str], ...] = ()
+    # ext: (index, name it was saved under) for files kept under another name.
+    renamed: tuple[tuple[int, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +214,20 @@ def _parse_acks(obj: dict[str, Any]) -> Acks:
         reason = ("no reason given" if raw.get("reason") is None
                   else _require_text(raw, "reason", "acks.failed"))
         failed.append((index, reason))
-    return Acks(upto=upto, failed=tuple(failed))
+    return Acks(upto=upto, failed=tuple(failed), renamed=_renamed(obj.get("renamed")))
+
+
+def _renamed(raw: Any) -> tuple[tuple[int, str], ...]:
+    """The optional ``renamed`` of ``acks``: informative only, so a malformed value is
+    ignored (never a protocol error); names are cut at MAX_TEXT_LENGTH characters."""
+    if not isinstance(raw, list):
+        return ()
+    renamed = []
+    for item in raw[:100_000]:
+        if (isinstance(item, dict) and type(item.get("index")) is int and item["index"] >= 0
+                and isinstance(item.get("name"), str) and item["name"]):
+            renamed.append((item["index"], item["name"][:MAX_TEXT_LENGTH]))
+    return tuple(renamed)
 
 
 def _parse_sha256(obj: dict[str, Any], context: str) -> str:
@@ -327,6 +343,8 @@ def encode_message2(message: Message2) -> str:
         case Acks():
             obj = {"type": "acks", "upto": message.upto,
                    "failed": [{"index": i, "reason": r} for i, r in message.failed]}
+            if message.renamed:
+                obj["renamed"] = [{"index": i, "name": n} for i, n in message.renamed]
         case Pack():
             obj = {"type": "pack", "files": [
                 {"index": f.index, "offset": f.offset, "length": f.length, "sha256": f.sha256}

@@ -93,6 +93,10 @@ class FileOutcome:
     ok: bool
     reason: str | None
     path: Path | None = None
+    # What the receiver kept (ack extensions, docs/protocol.md): the name the file
+    # landed under when it is not its own, and the bytes it already held.
+    saved_as: str | None = None
+    resumed_from: int | None = None
 
 
 @dataclass(frozen=True)
@@ -184,7 +188,9 @@ class SenderMachine:
             case SenderState.AWAITING_ACCEPT, Accept():
                 return self._accepted(message.offsets)
             case SenderState.AWAITING_ACK, Ack() if message.index == self.current:
-                outcome = FileOutcome(self.current, message.ok, message.reason)
+                outcome = FileOutcome(self.current, message.ok, message.reason,
+                                      saved_as=message.saved_as,
+                                      resumed_from=message.resumed_from)
                 if not message.ok:
                     self.failures.append((self.current, message.reason or "no reason given"))
                 return (outcome, *self._next_file())
@@ -270,6 +276,7 @@ class ReceiverMachine:
         self.verifying: set[int] = set()
         self.done_requested = False
         self.failures: list[tuple[int, str]] = []
+        self.start_offsets: dict[int, int] = {}  # index -> offset of its `file` message
 
     def receive_message(self, message: Message) -> Actions:
         if self.state in _RECEIVER_ENDED:
@@ -319,16 +326,25 @@ class ReceiverMachine:
         return (Send(Accept(self.offered_offsets)),)
 
     def file_verified(self, index: int, ok: bool, reason: str | None,
-                      path: Path | None) -> Actions:
-        """The outcome of a :class:`VerifyFile` (or of a failed open or write of that file)."""
+                      path: Path | None, saved_as: str | None = None) -> Actions:
+        """The outcome of a :class:`VerifyFile` (or of a failed open or write of that file).
+
+        ``saved_as``: the name (relative, ``/`` separators) the file landed under when it
+        is not the offered one; the ``ack`` tells the sender (extension).
+        """
         if self.state in _RECEIVER_ENDED or index not in self.verifying:
             return ()
         self.verifying.discard(index)
         if not ok:
             self.failures.append((index, reason or "unknown failure"))
+        offset = self.start_offsets.get(index, 0)
+        saved = shorten(saved_as) if ok and saved_as and saved_as != self.files[index].name \
+            else None
+        resumed = offset if ok and offset > 0 else None
         actions: list[Action] = [
-            Send(Ack(index=index, ok=ok, reason=None if ok else shorten(reason or ""))),
-            FileOutcome(index, ok, reason, path),
+            Send(Ack(index=index, ok=ok, reason=None if ok else shorten(reason or ""),
+                     saved_as=saved, resumed_from=resumed)),
+            FileOutcome(index, ok, reason, path, saved_as=saved, resumed_from=resumed),
         ]
         actions.extend(self._finish_if_requested())
         return tuple(actions)
@@ -385,6 +401,7 @@ class ReceiverMachine:
         self.state = ReceiverState.RECEIVING_FILE
         self.current = message.index
         self.received = message.offset
+        self.start_offsets[message.index] = message.offset
         self.current_failure = None
         return (OpenFile(message.index, entry, message.offset),)
 

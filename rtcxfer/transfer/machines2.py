@@ -72,6 +72,7 @@ class Settled:
     first: int
     upto: int
     failed: tuple[tuple[int, str], ...]
+    renamed: tuple[tuple[int, str], ...] = ()  # ext: kept under another name
 
 
 @dataclass(frozen=True)
@@ -325,7 +326,8 @@ class SenderMachine2:
             previous = index
             self.failures.add(index, reason)
         first, self.settled = self.settled, message.upto
-        return (Settled(first, message.upto, message.failed), *self._progress())
+        renamed = tuple((i, name) for i, name in message.renamed if first <= i < message.upto)
+        return (Settled(first, message.upto, message.failed, renamed), *self._progress())
 
     def _progress(self) -> Actions:
         actions: list[Action] = []
@@ -381,6 +383,7 @@ class ReceiverMachine2:
         self.current: _Incoming | None = None
         self.verifying: set[int] = set()
         self.finished: dict[int, str | None] = {}  # settled but not yet acked (index: failure)
+        self.renamed: dict[int, str] = {}  # settled under another name, not yet acked
         self.settled = 0
         self.done_requested = False
         self.failures = _Failures()
@@ -455,26 +458,34 @@ class ReceiverMachine2:
         """Entry ``index`` is durable (``failure`` None) or failed."""
         return self.files_settled(((index, failure),))
 
-    def files_settled(self, results: Sequence[tuple[int, str | None]]) -> Actions:
-        """A group of entries settled: one ``acks`` for all of them."""
+    def files_settled(self, results: Sequence[tuple[int, str | None]],
+                      renamed: Sequence[tuple[int, str]] = ()) -> Actions:
+        """A group of entries settled: one ``acks`` for all of them. ``renamed``: the
+        files of the group kept under another name (told in the ``acks``)."""
         if self.state in _ENDED:
             return ()
+        self.renamed.update(renamed)
         for index, failure in results:
             if index in self.verifying:
                 self.verifying.discard(index)
                 self.finished[index] = failure
         upto = self.settled
         failed: list[tuple[int, str]] = []
+        saved_as: list[tuple[int, str]] = []
         while upto in self.finished:
             failure = self.finished.pop(upto)
             if failure is not None:
                 failed.append((upto, shorten(failure)))
                 self.failures.add(upto, failure)
+            name = self.renamed.pop(upto, None)
+            if name is not None and failure is None:
+                saved_as.append((upto, name))
             upto += 1
         if upto == self.settled:
             return ()
         self.settled = upto
-        return (Send(Acks(upto=upto, failed=tuple(failed))), *self._finish_if_requested())
+        return (Send(Acks(upto=upto, failed=tuple(failed), renamed=tuple(saved_as))),
+                *self._finish_if_requested())
 
     def abort(self, reason: str) -> Actions:
         if self.state in _ENDED:

@@ -37,7 +37,8 @@ class IncomingOffer:
 class TransferObserver(Protocol):
     """Progress sink; the CLI implements a tqdm and a ``--json`` version."""
 
-    def transfer_started(self, files: Sequence[FileEntry], offsets: Sequence[int]) -> None: ...
+    def transfer_started(self, files: Sequence[FileEntry], offsets: Sequence[int], *,
+                         total: int | None = None) -> None: ...
 
     def file_started(self, index: int, entry: FileEntry, offset: int) -> None: ...
 
@@ -45,8 +46,15 @@ class TransferObserver(Protocol):
         """``done``: bytes of this file held so far, the resumed offset included."""
 
     def file_finished(self, index: int, entry: FileEntry, ok: bool, reason: str | None,
-                      path: Path | None) -> None:
-        """``path``: the final location (receiver) or the source file (sender)."""
+                      path: Path | None, *, saved_as: str | None = None,
+                      resumed_from: int | None = None) -> None:
+        """``path``: the final location (receiver) or the source file (sender).
+
+        ``saved_as``: the name the receiver saved the file under when it is not
+        ``entry.name`` (``hello (1).txt``); ``resumed_from``: the bytes it already held.
+        On the sender both come from the receiver's ``ack`` (an extension: a peer
+        that does not send them leaves them None).
+        """
 
     def transfer_finished(self, ok: bool) -> None: ...
 
@@ -54,7 +62,8 @@ class TransferObserver(Protocol):
 class SilentObserver:
     """A :class:`TransferObserver` with nothing to show (benchmarks, tests, embedding)."""
 
-    def transfer_started(self, files: Sequence[FileEntry], offsets: Sequence[int]) -> None:
+    def transfer_started(self, files: Sequence[FileEntry], offsets: Sequence[int], *,
+                         total: int | None = None) -> None:
         pass
 
     def file_started(self, index: int, entry: FileEntry, offset: int) -> None:
@@ -64,7 +73,8 @@ class SilentObserver:
         pass
 
     def file_finished(self, index: int, entry: FileEntry, ok: bool, reason: str | None,
-                      path: Path | None) -> None:
+                      path: Path | None, *, saved_as: str | None = None,
+                      resumed_from: int | None = None) -> None:
         pass
 
     def transfer_finished(self, ok: bool) -> None:

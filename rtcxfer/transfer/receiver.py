@@ -199,11 +199,12 @@ class _Receiver:
                     self._flush_batch()
                     mtime = self.machine.files[index].mtime
                     self._disk().submit(lambda i=index, s=sha256, m=mtime: self._finish(i, s, m))
-                case FileOutcome(index, ok, reason, path):
+                case FileOutcome(index, ok, reason, path, saved_as, resumed_from):
                     if ok:
                         self.landed += 1
                     entry = self.machine.files[index]
-                    self.observer.file_finished(index, entry, ok, reason, path)
+                    self.observer.file_finished(index, entry, ok, reason, path,
+                                                saved_as=saved_as, resumed_from=resumed_from)
                 case Declined():
                     self._conclude(ok=False)
                 case Finished(failures):
@@ -255,6 +256,8 @@ class _Receiver:
             return
         actions = self.machine.decide(reason, offsets)
         if reason is None:
+            # Rates count from the answer on: the person's time to decide is not transfer time.
+            self.started = time.monotonic()
             self.observer.transfer_started(offer.files, offsets)
         self._execute(actions)
 
@@ -282,7 +285,14 @@ class _Receiver:
         self._execute(self.machine.abort(f"{entry.name}: {reason}"))
 
     def _verified(self, index: int, ok: bool, reason: str | None, path: Path | None) -> None:
-        self._execute(self.machine.file_verified(index, ok, reason, path))
+        saved_as = None
+        if ok and path is not None:
+            # The name it landed under ("hello (1).txt"), told to the sender in the ack.
+            try:
+                saved_as = path.relative_to(self.folder.root).as_posix()
+            except ValueError:
+                saved_as = None
+        self._execute(self.machine.file_verified(index, ok, reason, path, saved_as))
 
     # Disk thread side --------------------------------------------------------------
 

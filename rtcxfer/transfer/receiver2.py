@@ -220,6 +220,7 @@ class _Receiver2:
         self.existing_path: Path | None = None
         # Event loop only.
         self.started = time.monotonic()
+        self.resumed_from: dict[int, int] = {}  # file index -> bytes held at its start
         self.received_bytes = 0
         self.resumed_bytes = 0
         self.landed = 0
@@ -356,6 +357,8 @@ class _Receiver2:
                     self._flush_batch()
                     self.names[index] = entry
                     self.resumed_bytes += offset
+                    if offset:
+                        self.resumed_from[index] = offset
                     self.observer.file_started(index, entry.as_file_entry(), offset)
                     self._disk_op(lambda i=index, e=entry, o=offset: self._open(i, e, o))
                 case DiscardFile(index):
@@ -411,7 +414,9 @@ class _Receiver2:
                 self.outcome.set_exception(error)
             return
         if reason is None:
-            self.observer.transfer_started(offer.files, offsets)
+            # The rate leaves out the time the person took to answer.
+            self.started = time.monotonic()
+            self.observer.transfer_started(offer.files, offsets, total=offer.total)
         self._execute(self.machine.decide(reason, offsets))
 
     def _found(self, first: int, offsets: list[int]) -> None:
@@ -420,14 +425,22 @@ class _Receiver2:
     def _settled(self, results: Sequence[tuple[int, str | None, Path | None]]) -> None:
         if self.outcome.done():
             return
+        renamed: list[tuple[int, str]] = []
         for index, failure, path in results:
             entry = self.names.pop(index, None)
+            resumed_from = self.resumed_from.pop(index, None)
             if failure is None:
                 self.landed += 1
+            saved_as = None
+            if (failure is None and path is not None and entry is not None
+                    and path.name != entry.name.rsplit("/", 1)[-1]):
+                saved_as = path.name
+                renamed.append((index, saved_as))
             if entry is not None:
                 self.observer.file_finished(index, entry.as_file_entry(), failure is None,
-                                            failure, path)
-        self._execute(self.machine.files_settled([(i, f) for i, f, _ in results]))
+                                            failure, path, saved_as=saved_as,
+                                            resumed_from=resumed_from)
+        self._execute(self.machine.files_settled([(i, f) for i, f, _ in results], renamed))
 
     def _show_text(self, text: str) -> None:
         if self.on_text is not None:

@@ -224,6 +224,8 @@ class _Sender:
         actions = self.machine.receive_message(message)
         if was_awaiting_accept and self.machine.state not in (SenderState.DECLINED,
                                                               SenderState.FAILED):
+            # Rates count from the answer on: the person's time to decide is not transfer time.
+            self.started = time.monotonic()
             self.observer.transfer_started(self.machine.files, self.machine.offsets)
         return actions
 
@@ -240,12 +242,13 @@ class _Sender:
                         pending = list(self.machine.channel_closed())
                 case StreamFile(index, offset):
                     pending = list(await self._stream_step(index, offset)) + pending
-                case FileOutcome(index, ok, reason):
+                case FileOutcome(index, ok, reason, _path, saved_as, resumed_from):
                     source = self.sources[index]
                     reason = self.local_failures.get(index, reason)
                     if ok:
                         self.acked += 1
-                    self.observer.file_finished(index, source.entry, ok, reason, source.path)
+                    self.observer.file_finished(index, source.entry, ok, reason, source.path,
+                                                saved_as=saved_as, resumed_from=resumed_from)
                 case Declined(reason):
                     if reason.lower().startswith(BUSY_PREFIX):
                         busy = PeerBusy(f"the receiver is busy, try again later ({reason})")

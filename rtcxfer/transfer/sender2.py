@@ -209,6 +209,7 @@ class _Sender2:
         self.resumed_bytes = 0
         self.acked = 0
         self.failed_names: list[tuple[str, str]] = []
+        self.resumed_from: dict[int, int] = {}  # file index -> offset the receiver held
 
     async def run(self) -> TransferReport:
         try:
@@ -334,8 +335,11 @@ class _Sender2:
             return
         actions = self.machine.receive_message(message)
         if awaiting and self.machine.state is State.RUNNING:
+            # The rate leaves out the time the person took to answer.
+            self.started = time.monotonic()
             offsets = list(self.machine.offsets.get(i, 0) for i in range(len(self.batch0)))
-            self.observer.transfer_started([e.as_file_entry() for e in self.batch0], offsets)
+            self.observer.transfer_started([e.as_file_entry() for e in self.batch0], offsets,
+                                           total=self.outgoing.total)
         if any(isinstance(action, FallBackToV1) for action in actions):
             self.outcome.set_exception(_FallBack(data))
             return
@@ -363,16 +367,19 @@ class _Sender2:
                     self.tasks.append(asyncio.create_task(self._guard(self._list_more(limit))))
                 case StreamFile():
                     self.streams.put_nowait(action)
-                case Settled(first, upto, failed):
+                case Settled(first, upto, failed, renamed):
                     reasons = dict(failed)
+                    saved = dict(renamed)
                     for index in range(first, upto):
                         item = self.items.pop(index)
                         ok = index not in reasons
                         self.acked += ok
                         if not ok and len(self.failed_names) < 5:
                             self.failed_names.append((item.entry.name, reasons[index]))
-                        self.observer.file_finished(index, item.entry.as_file_entry(), ok,
-                                                    reasons.get(index), item.path)
+                        self.observer.file_finished(
+                            index, item.entry.as_file_entry(), ok, reasons.get(index),
+                            item.path, saved_as=saved.get(index),
+                            resumed_from=self.resumed_from.pop(index, None))
                 case Declined(reason):
                     if reason.lower().startswith(BUSY_PREFIX):
                         busy = PeerBusy(f"the receiver is busy, try again later ({reason})")
@@ -429,6 +436,8 @@ class _Sender2:
             start = self.held_starts.pop(index)
             self.observer.file_started(index, item.entry.as_file_entry(), offset)
             self.resumed_bytes += offset
+            if offset:
+                self.resumed_from[index] = offset
             self._prefetch(index + 1)
             size = item.entry.size
             if (item.path is not None and size is not None and size <= SMALL_FILE

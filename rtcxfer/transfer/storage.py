@@ -27,6 +27,7 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from rtcxfer.protocol.transfer import FileEntry
@@ -455,3 +456,100 @@ class PartFile:
         if self.folder >= 0:
             os.close(self.folder)
             self.folder = -1
+
+
+# -- stale part files (listen --keep-parts) ------------------------------------------
+
+
+@dataclass(frozen=True)
+class StalePart:
+    """A part file (or a sidecar without its part) removed because it was too old."""
+
+    name: str  # relative to the download folder, "/" separators
+    size: int
+    age_seconds: float
+
+
+def remove_stale_parts(root: Path, max_age_seconds: float,
+                       *, now: float | None = None) -> list[StalePart]:
+    """Delete rtcxfer part files under ``root`` untouched for more than ``max_age_seconds``.
+
+    Only names rtcxfer creates (``.<name>.rtcxfer-part`` and its ``.json`` sidecar,
+    a sidecar also alone) are touched, anywhere below ``root``. The walk goes through
+    directory descriptors (``os.fwalk`` without following symlinks): a symlink, to a
+    folder or to a file, is never followed and never deleted, so nothing outside
+    ``root`` is reached. A part file another transfer holds (its ``flock``) is
+    skipped, and so is its sidecar. Returns what was removed.
+    """
+    now = time.time() if now is None else now
+    removed: list[StalePart] = []
+    try:
+        walk = os.fwalk(root, follow_symlinks=False)
+        for folder_path, _folders, names, folder in walk:
+            relative = os.path.relpath(folder_path, root)
+            prefix = "" if relative == "." else relative.replace(os.sep, "/") + "/"
+            for name in sorted(names):
+                if not name.startswith("."):
+                    continue
+                if name.endswith(PART_SUFFIX):
+                    size = _remove_stale_part(folder, name, now, max_age_seconds)
+                elif name.endswith(PART_SUFFIX + ".json") and name[:-5] not in names:
+                    size = _remove_stale_file(folder, name, now, max_age_seconds)
+                else:
+                    continue
+                if size is not None:
+                    removed.append(StalePart(prefix + name, *size))
+    except OSError:
+        pass  # an unreadable folder: whatever was found so far is the answer
+    return removed
+
+
+def _stat_regular(folder: int, name: str) -> os.stat_result | None:
+    try:
+        info = os.stat(name, dir_fd=folder, follow_symlinks=False)
+    except OSError:
+        return None
+    return info if stat.S_ISREG(info.st_mode) else None
+
+
+def _remove_stale_file(folder: int, name: str, now: float,
+                       max_age: float) -> tuple[int, float] | None:
+    info = _stat_regular(folder, name)
+    if info is None or now - info.st_mtime <= max_age:
+        return None
+    try:
+        os.unlink(name, dir_fd=folder)
+    except OSError:
+        return None
+    return info.st_size, now - info.st_mtime
+
+
+def _remove_stale_part(folder: int, name: str, now: float,
+                       max_age: float) -> tuple[int, float] | None:
+    info = _stat_regular(folder, name)
+    if info is None or now - info.st_mtime <= max_age:
+        return None
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                     dir_fd=folder)
+    except OSError:
+        return None
+    try:
+        held = os.fstat(fd)
+        if (held.st_ino, held.st_dev) != (info.st_ino, info.st_dev):
+            return None  # replaced since we looked
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return None  # a transfer holds it right now
+        # Deleted while we hold the lock: no transfer can take it meanwhile.
+        os.unlink(name, dir_fd=folder)
+        with contextlib.suppress(FileNotFoundError):
+            sidecar = _stat_regular(folder, name + ".json")
+            if sidecar is not None:
+                os.unlink(name + ".json", dir_fd=folder)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return info.st_size, now - info.st_mtime

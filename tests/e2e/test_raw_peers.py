@@ -33,7 +33,8 @@ class Recorder:
     def __init__(self) -> None:
         self.finished: list[tuple[str, bool]] = []
 
-    def transfer_started(self, files: Any, offsets: Any) -> None:
+    def transfer_started(self, files: Any, offsets: Any, *,
+                         total: int | None = None) -> None:
         pass
 
     def file_started(self, index: int, entry: Any, offset: int) -> None:
@@ -43,7 +44,8 @@ class Recorder:
         pass
 
     def file_finished(self, index: int, entry: Any, ok: bool, reason: str | None,
-                      path: Path | None) -> None:
+                      path: Path | None, *, saved_as: str | None = None,
+                      resumed_from: int | None = None) -> None:
         self.finished.append((entry.name, ok))
 
     def transfer_finished(self, ok: bool) -> None:

@@ -100,7 +100,8 @@ class RecordingObserver:
     progress_mark: int | None = None
     progress_reached: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def transfer_started(self, files: Sequence[FileEntry], offsets: Sequence[int]) -> None:
+    def transfer_started(self, files: Sequence[FileEntry], offsets: Sequence[int], *,
+                         total: int | None = None) -> None:
         self.events.append(("transfer_started", tuple(files), tuple(offsets)))
 
     def file_started(self, index: int, entry: FileEntry, offset: int) -> None:
@@ -112,7 +113,8 @@ class RecordingObserver:
             self.progress_reached.set()
 
     def file_finished(self, index: int, entry: FileEntry, ok: bool, reason: str | None,
-                      path: Path | None) -> None:
+                      path: Path | None, *, saved_as: str | None = None,
+                      resumed_from: int | None = None) -> None:
         self.events.append(("file_finished", index, entry.name, ok, reason, path))
 
     def transfer_finished(self, ok: bool) -> None:

@@ -28,7 +28,8 @@ from rtcxfer.transfer import IncomingOffer, TransferReport, receive_files
 
 
 class PrintingObserver:
-    def transfer_started(self, files: Sequence[FileEntry], offsets: Sequence[int]) -> None:
+    def transfer_started(self, files: Sequence[FileEntry], offsets: Sequence[int], *,
+                         total: int | None = None) -> None:
         print("offsets", *offsets, flush=True)
 
     def file_started(self, index: int, entry: FileEntry, offset: int) -> None:
@@ -38,7 +39,8 @@ class PrintingObserver:
         print("progress", done, flush=True)
 
     def file_finished(self, index: int, entry: FileEntry, ok: bool, reason: str | None,
-                      path: Path | None) -> None:
+                      path: Path | None, *, saved_as: str | None = None,
+                      resumed_from: int | None = None) -> None:
         return None
 
     def transfer_finished(self, ok: bool) -> None:

@@ -206,7 +206,8 @@ async def test_disk_filled_mid_file_stops_the_sender_at_once(tmp_path: Path,
     write_random(small, 1000)
 
     class FillDiskOnAccept(RecordingObserver):
-        def transfer_started(self, files: object, offsets: object) -> None:
+        def transfer_started(self, files: object, offsets: object, *,
+                             total: int | None = None) -> None:
             # The free-space check passed; something else now takes most of the room.
             with (small_disk / "filler").open("wb") as filler:
                 filler.write(b"\0" * (DISK - 512 * 1024))

@@ -195,8 +195,9 @@ def test_receiver_happy_path() -> None:
     assert machine.receive_message(Eof(1, SHA)) == (VerifyFile(1, SHA),)
     assert machine.receive_message(Done()) == ()  # verifications still running
     path = Path("/downloads/a.txt")
+    # File 0 resumed from byte 4: its ack says so (extension, docs/protocol.md).
     assert machine.file_verified(0, True, None, path) == (
-        Send(Ack(0, True)), FileOutcome(0, True, None, path))
+        Send(Ack(0, True, resumed_from=4)), FileOutcome(0, True, None, path, resumed_from=4))
     actions = machine.file_verified(1, True, None, None)
     assert sent(actions) == [Ack(1, True), Done()]
     assert actions[-1] == Finished(())
@@ -385,3 +386,36 @@ def test_sender_survives_any_input(events: list[object]) -> None:
         else:
             machine.receive_message(event)  # type: ignore[arg-type]
     assert isinstance(machine.state, SenderState)
+
+
+def test_receiver_ack_says_saved_as_when_the_name_differs() -> None:
+    machine = accepted_receiver(A, B)
+    machine.receive_message(FileStart(0, 0))
+    machine.receive_chunk(10)
+    machine.receive_message(Eof(0, SHA))
+    renamed = Path("/downloads/a (1).txt")
+    actions = machine.file_verified(0, True, None, renamed, "a (1).txt")
+    assert sent(actions) == [Ack(0, True, saved_as="a (1).txt")]
+    assert actions[1] == FileOutcome(0, True, None, renamed, saved_as="a (1).txt")
+    machine.receive_message(FileStart(1, 0))
+    machine.receive_message(Eof(1, SHA))
+    # Its own name: no saved_as; a refused file never carries the extensions.
+    assert sent(machine.file_verified(1, True, None, None, B.name)) == [Ack(1, True)]
+
+
+def test_receiver_refused_file_ack_has_no_extensions() -> None:
+    machine = accepted_receiver(A, offsets=(4,))
+    machine.receive_message(FileStart(0, 4))
+    machine.receive_chunk(6)
+    machine.receive_message(Eof(0, SHA))
+    assert sent(machine.file_verified(0, False, "sha256 mismatch", None, "x")) == [
+        Ack(0, False, "sha256 mismatch")]
+
+
+def test_sender_passes_ack_extensions_to_its_outcome() -> None:
+    machine = SenderMachine([A])
+    machine.start()
+    machine.receive_message(Accept((4,)))
+    machine.file_sent(0, SHA)
+    actions = machine.receive_message(Ack(0, True, saved_as="a (1).txt", resumed_from=4))
+    assert actions[0] == FileOutcome(0, True, None, saved_as="a (1).txt", resumed_from=4)

@@ -152,3 +152,33 @@ def test_long_texts_from_the_peer_are_cut() -> None:
 def test_uppercase_sha256_is_accepted_and_normalised() -> None:
     assert parse_message('{"type":"eof","index":0,"sha256":"' + "AB" * 32 + '"}') == Eof(
         0, "ab" * 32)
+
+
+def test_ack_extensions_round_trip_and_are_optional() -> None:
+    ack = Ack(index=2, ok=True, saved_as="docs/hello (1).txt", resumed_from=268435456)
+    frame = encode_message(ack)
+    assert json.loads(frame) == {"type": "ack", "index": 2, "ok": True,
+                                 "saved_as": "docs/hello (1).txt", "resumed_from": 268435456}
+    assert parse_message(frame) == ack
+    # A plain ack (a peer written to PROTOCOL.md alone) has neither, and says neither.
+    assert parse_message('{"type":"ack","index":0,"ok":true}') == Ack(0, True)
+    assert json.loads(encode_message(Ack(0, True))) == {"type": "ack", "index": 0, "ok": True}
+
+
+@pytest.mark.parametrize("extra", [
+    '"saved_as":5', '"saved_as":""', '"saved_as":null', '"resumed_from":"7"',
+    '"resumed_from":-1', '"resumed_from":true', '"resumed_from":1.5', '"resumed_from":0',
+])
+def test_malformed_ack_extensions_are_ignored(extra: str) -> None:
+    assert parse_message('{"type":"ack","index":1,"ok":true,' + extra + "}") == Ack(1, True)
+
+
+def test_ack_extensions_of_a_refused_file_are_ignored() -> None:
+    frame = '{"type":"ack","index":1,"ok":false,"reason":"x","saved_as":"y","resumed_from":3}'
+    assert parse_message(frame) == Ack(1, False, "x")
+
+
+def test_saved_as_is_cut_like_other_peer_text() -> None:
+    long = "a" * 5000
+    ack = parse_message('{"type":"ack","index":0,"ok":true,"saved_as":"' + long + '"}')
+    assert isinstance(ack, Ack) and ack.saved_as is not None and len(ack.saved_as) == 1000

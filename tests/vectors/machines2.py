@@ -43,6 +43,8 @@ def action_json(action: object) -> dict[str, Any]:
             value = [item.name for item in value]
         elif isinstance(value, tuple):
             value = [list(item) if isinstance(item, tuple) else item for item in value]
+        if field.name == "renamed" and not value:
+            continue  # an ext field, left out when empty (as on the wire)
         fields[field.name] = value
     if "reason" in fields and isinstance(fields["reason"], str):
         fields["reason"] = fields["reason"][:60]
