@@ -53,10 +53,16 @@ def cli() -> None:
 @click.option("--rate-limit", type=click.FloatRange(min=1), default=100.0, show_default=True,
               help="Messages per second per connection (bursts of five seconds' worth); "
                    "a client above it is closed with 1008.")
+@click.option("--login-timeout", type=click.FloatRange(min=0.1), default=10.0,
+              show_default=True, metavar="SECONDS",
+              help="Close a WebSocket that has not logged in after this long.")
+@click.option("--max-idle-per-ip", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Connections from one IP address that may wait without logging in "
+                   "(beyond a 2 s grace); the oldest extra ones are closed.")
 @click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True)
 def serve(host: str, port: int, max_users: int, token: str | None, certfile: Path | None,
           keyfile: Path | None, allowed_origins: tuple[str, ...], rate_limit: float,
-          log_level: str) -> None:
+          login_timeout: float, max_idle_per_ip: int, log_level: str) -> None:
     """Run the signaling server (and the browser page on the same port)."""
     from rtcxfer.server.runner import load_tls, serve_main
     from rtcxfer.server.server import ServerConfig
@@ -78,6 +84,8 @@ def serve(host: str, port: int, max_users: int, token: str | None, certfile: Pat
         allowed_origins=frozenset(allowed_origins),
         message_rate=rate_limit,
         message_burst=max(1, round(RATE_BURST_SECONDS * rate_limit)),
+        login_timeout=login_timeout,
+        max_idle_per_ip=max_idle_per_ip,
     )
     serve_main(config)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import hmac
 import http
 import importlib.resources
@@ -49,6 +50,7 @@ from rtcxfer.protocol.signaling import (
     parse_client_message,
     quote,
 )
+from rtcxfer.server.handshake import SignalingProtocol
 from rtcxfer.server.http import (
     HEALTH_PATH,
     OriginPolicy,
@@ -59,6 +61,7 @@ from rtcxfer.server.http import (
     single_header,
     text_response,
 )
+from rtcxfer.text import printable
 
 logger = logging.getLogger("rtcxfer.server")
 
@@ -74,6 +77,13 @@ LISTEN_BACKLOG = 4096
 # anything urgent for the same client sends them at once, in order.
 PRESENCE_DELAY = 0.05
 NO_SESSION = ""
+# How often (seconds) the housekeeping pass runs: login deadlines, idle connections, GC.
+SWEEP_INTERVAL = 1.0
+# Run a full garbage collection after this many connections ended (or any, after
+# GC_MAX_INTERVAL seconds): a connection leaves reference cycles behind, and the
+# spaced-out thresholds of runner.GC_THRESHOLDS would keep them for a long time.
+GC_AFTER_CONNECTIONS = 1000
+GC_MAX_INTERVAL = 60.0
 _WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 
 
@@ -84,8 +94,17 @@ class ServerConfig:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     max_users: int = 10_000
-    # Open connections beyond max_users (clients not logged in yet) before HTTP 503.
-    extra_connections: int = 256
+    # Connections not logged in (yet) at most, on top of max_users: the room kept
+    # for clients logging in, which never eats into the room of logged-in users.
+    extra_connections: int = 1024
+    # A WebSocket that has not logged in after this many seconds is closed (1008).
+    login_timeout: float = 10.0
+    # Connections from one IP address that may stay open without logging in for
+    # longer than pending_grace seconds; beyond that the oldest ones are closed.
+    max_idle_per_ip: int = 16
+    pending_grace: float = 2.0
+    # Seconds for the TCP/TLS + HTTP opening handshake of a connection.
+    open_timeout: float = 10.0
     token: str | None = None
     ssl_context: ssl.SSLContext | None = None
     allowed_origins: frozenset[str] = field(default_factory=frozenset)
@@ -133,6 +152,12 @@ class Client:
         self.closing = False
 
     @property
+    def host(self) -> str:
+        """The client's IP address (what per-address limits count)."""
+        address = self.connection.remote_address
+        return str(address[0]) if address else "unknown"
+
+    @property
     def address(self) -> str:
         address = self.connection.remote_address
         return f"{address[0]}:{address[1]}" if address else "unknown address"
@@ -140,7 +165,12 @@ class Client:
     @property
     def label(self) -> str:
         """How logs name this client: its user name once logged in, else its address."""
-        return quote(self.name) if self.name is not None else self.address
+        return shown(quote(self.name)) if self.name is not None else self.address
+
+
+def shown(text: str) -> str:
+    """Text from outside made safe for the log (control, bidi, invisible characters escaped)."""
+    return printable(text, limit=300)
 
 
 def text_frame(payload: bytes) -> bytes:
@@ -161,6 +191,18 @@ class SignalingConnection(ServerConnection):
         super().__init__(protocol, server, **kwargs)
         self.signaling = signaling
         self.client: Client | None = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        # websockets' parser generator refers to its protocol, and a failed handshake
+        # keeps its exception (and that traceback's frames): reference cycles that
+        # would wait for a full collection. Cut them now; the connection is over.
+        protocol = self.protocol
+        protocol.handshake_exc = None
+        parser, protocol.parser = protocol.parser, iter(())
+        with contextlib.suppress(Exception):
+            parser.close()
+        self.signaling.connection_ended()
 
     def process_event(self, event: Event) -> None:
         if (self.request is not None and isinstance(event, Frame)
@@ -185,6 +227,11 @@ class SignalingServer:
         # Clients with frames in their outbox, by when these must leave.
         self._urgent: list[Client] = []
         self._lazy: list[Client] = []
+        # Open WebSockets not logged in yet, oldest first, with when they opened.
+        self._pending: dict[Client, float] = {}
+        self._ended_connections = 0
+        self._last_collection = 0.0
+        self._sweeper: asyncio.TimerHandle | None = None
 
     # Lifecycle
 
@@ -208,14 +255,23 @@ class SignalingServer:
             ping_timeout=self.config.ping_timeout,
             close_timeout=self.config.close_timeout,
             backlog=LISTEN_BACKLOG,
+            open_timeout=self.config.open_timeout,
         )
+        loop = asyncio.get_running_loop()
+        self._last_collection = loop.time()
+        self._sweeper = loop.call_later(SWEEP_INTERVAL, self._sweep)
 
     def _create_connection(self, protocol: ServerProtocol, server: Server,
                            **kwargs: Any) -> SignalingConnection:
+        # Same settings as websockets' own protocol, plus answers to requests with a body.
+        protocol = SignalingProtocol(max_size=HARD_FRAME_LIMIT, logger=protocol.logger)
         return SignalingConnection(protocol, server, signaling=self, **kwargs)
 
     async def close(self) -> None:
         """Close every connection with 1001 (going away) and stop listening."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         if self._server is not None:
             self._server.close(code=CloseCode.GOING_AWAY, reason="server shutting down")
             await self._server.wait_closed()
@@ -277,9 +333,9 @@ class SignalingServer:
             return text_response(http.HTTPStatus.BAD_REQUEST, str(error))
         if is_websocket_upgrade(request):
             if not self.origins.allows(origin, host):
-                logger.info("refused WebSocket from origin %s", quote(origin or ""))
+                logger.info("refused WebSocket from origin %s", shown(quote(origin or "")))
                 return text_response(http.HTTPStatus.FORBIDDEN, "origin not allowed")
-            if self.open_connections >= self.max_connections:
+            if not self._room_for_one_more():
                 return text_response(http.HTTPStatus.SERVICE_UNAVAILABLE, "server is full")
             return None
         if request.method not in ("GET", "HEAD"):
@@ -290,8 +346,7 @@ class SignalingServer:
                 [("Allow", "GET, HEAD")],
             )
         if request.path.split("?", 1)[0] == HEALTH_PATH:
-            response = json_response(http.HTTPStatus.OK,
-                                     {"status": "ok", "users": len(self.users)})
+            response = json_response(http.HTTPStatus.OK, self.health())
         else:
             assert self._static is not None, "requests arrive only after start()"
             response = await self._static.respond(request)
@@ -300,13 +355,84 @@ class SignalingServer:
             response = dataclasses.replace(response, body=b"")
         return response
 
-    # Connections
+    def health(self) -> dict[str, object]:
+        """The body of ``/healthz``; with a token, nothing a stranger should learn."""
+        if self.config.token is not None:
+            return {"status": "ok"}
+        return {"status": "ok", "users": len(self.users)}
+
+    # Connections, and room for them
 
     def _client_of(self, connection: SignalingConnection) -> Client:
         if connection.client is None:
-            connection.client = Client(connection, self.config.message_burst,
-                                       asyncio.get_running_loop().time())
+            now = asyncio.get_running_loop().time()
+            client = connection.client = Client(connection, self.config.message_burst, now)
+            self._pending[client] = now
         return connection.client
+
+    def _room_for_one_more(self) -> bool:
+        """Whether a new WebSocket may open; makes room by closing an idle one if needed.
+
+        Clients not logged in may hold ``extra_connections`` slots, never the
+        ``max_users`` slots of logged-in users. When those are all taken, the
+        oldest connection that has been open without logging in for longer than
+        ``pending_grace`` seconds is closed for the newcomer: a client that logs
+        in right after connecting (as every client does) always gets a chance.
+        """
+        if (len(self._pending) < self.config.extra_connections
+                and self.open_connections < self.max_connections):
+            return True
+        oldest = next(iter(self._pending.items()), None)
+        if oldest is None:
+            return False
+        client, since = oldest
+        if asyncio.get_running_loop().time() - since < self.config.pending_grace:
+            return False
+        logger.info("closing %s: connections waiting to log in are at their limit",
+                    client.label)
+        self._stop_waiting(client, "too many connections waiting to log in")
+        return True
+
+    def _stop_waiting(self, client: Client, reason: str) -> None:
+        self._pending.pop(client, None)
+        self.close_client(client, CloseCode.POLICY_VIOLATION, reason)
+
+    def connection_ended(self) -> None:
+        self._ended_connections += 1
+
+    def _sweep(self) -> None:
+        """Housekeeping, every :data:`SWEEP_INTERVAL`: login deadline, idle connections, GC."""
+        loop = asyncio.get_running_loop()
+        self._sweeper = loop.call_later(SWEEP_INTERVAL, self._sweep)
+        now = loop.time()
+        config = self.config
+        deadline = now - config.login_timeout
+        idle_since = now - config.pending_grace
+        idle_per_address: dict[str, list[Client]] = {}
+        for client, since in list(self._pending.items()):
+            if since > idle_since:
+                break  # the rest are younger still
+            if client.name is not None or client.closing:
+                self._pending.pop(client, None)
+            elif since <= deadline:
+                logger.info("closing %s: no login within %g s", client.label,
+                            config.login_timeout)
+                self._stop_waiting(client, "login timeout")
+            else:
+                idle_per_address.setdefault(client.host, []).append(client)
+        for clients in idle_per_address.values():
+            for client in clients[:max(0, len(clients) - config.max_idle_per_ip)]:
+                logger.info("closing %s: too many connections from one address "
+                            "without a login", client.label)
+                self._stop_waiting(client, "too many connections without a login")
+        ended = self._ended_connections
+        if ended >= GC_AFTER_CONNECTIONS or (
+                ended and now - self._last_collection >= GC_MAX_INTERVAL):
+            self._ended_connections = 0
+            self._last_collection = now
+            collected = gc.collect()
+            logger.debug("garbage collection after %d connections: %d objects", ended,
+                         collected)
 
     async def handle(self, connection: ServerConnection) -> None:
         """websockets' handler: frames arrive through :meth:`receive_frame`; wait for the end."""
@@ -368,12 +494,13 @@ class SignalingServer:
 
     def disconnect(self, client: Client) -> None:
         """Free the name of a closed connection; tell its peers and everyone else."""
+        self._pending.pop(client, None)
         name = client.name
         if name is None or self.users.get(name) is not client:
             return
         del self.users[name]
         client.name = None
-        logger.info("offline %s (%d online)", quote(name), len(self.users))
+        logger.info("offline %s (%d online)", shown(quote(name)), len(self.users))
         for peer, session in client.sessions:
             if peer is client or peer.name is None or self.users.get(peer.name) is not peer:
                 continue
@@ -471,7 +598,7 @@ class SignalingServer:
             write(client, frame, urgent=False)
 
     def refuse(self, client: Client, reason: str) -> None:
-        logger.info("refused from %s: %s", client.label, reason)
+        logger.info("refused from %s: %s", client.label, shown(reason))
         self.send(client, Error(reason))
 
     # Rules
@@ -491,7 +618,7 @@ class SignalingServer:
         return True
 
     def _refuse_login(self, client: Client, reason: str) -> None:
-        logger.info("refused login from %s: %s", client.label, reason)
+        logger.info("refused login from %s: %s", client.label, shown(reason))
         self.send(client, LoginResult(False, reason))
 
     def _may_try_login(self, client: Client) -> bool:
@@ -527,7 +654,9 @@ class SignalingServer:
         self.broadcast(self.users.values(), Updata("login", name))
         self.users[name] = client
         client.name = name
-        logger.info("login %s from %s (%d online)", quote(name), client.address, len(self.users))
+        self._pending.pop(client, None)
+        logger.info("login %s from %s (%d online)", shown(quote(name)), client.address,
+                    len(self.users))
         self.send(client, LoginResult(True))
         self.send(client, UserList(tuple(self.users)))
 
@@ -551,7 +680,8 @@ class SignalingServer:
             return
         self.write(target, text_frame(payload))
         if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("%s %s -> %s", relay.type, quote(sender), quote(relay.othername))
+            logger.debug("%s %s -> %s", relay.type, shown(quote(sender)),
+                         shown(quote(relay.othername)))
         session = relay.session or NO_SESSION
         if relay.type == "leave":
             self._forget_sessions(client, target, relay.session)
