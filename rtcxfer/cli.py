@@ -59,10 +59,17 @@ def cli() -> None:
 @click.option("--max-idle-per-ip", type=click.IntRange(min=1), default=16, show_default=True,
               help="Connections from one IP address that may wait without logging in "
                    "(beyond a 2 s grace); the oldest extra ones are closed.")
+@click.option("--room-required", is_flag=True,
+              help="Refuse logins without a room (the \"room\" field of login).")
+@click.option("--redis", "redis_url", envvar="RTCXFER_REDIS", default=None, show_envvar=True,
+              metavar="URL",
+              help="Share one name space with other instances through Redis "
+                   "(redis://HOST:PORT/DB; needs rtcxfer[redis]). Default: this process only.")
 @click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True)
 def serve(host: str, port: int, max_users: int, token: str | None, certfile: Path | None,
           keyfile: Path | None, allowed_origins: tuple[str, ...], rate_limit: float,
-          login_timeout: float, max_idle_per_ip: int, log_level: str) -> None:
+          login_timeout: float, max_idle_per_ip: int, room_required: bool,
+          redis_url: str | None, log_level: str) -> None:
     """Run the signaling server (and the browser page on the same port)."""
     from rtcxfer.server.runner import load_tls, serve_main
     from rtcxfer.server.server import ServerConfig
@@ -86,6 +93,8 @@ def serve(host: str, port: int, max_users: int, token: str | None, certfile: Pat
         message_burst=max(1, round(RATE_BURST_SECONDS * rate_limit)),
         login_timeout=login_timeout,
         max_idle_per_ip=max_idle_per_ip,
+        room_required=room_required,
+        redis_url=redis_url or None,
     )
     serve_main(config)
 
@@ -119,6 +128,9 @@ def _peer_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="Name to log in with (default: the OS user name)."),
         click.option("--token", envvar="RTCXFER_TOKEN", default=None, show_envvar=True,
                      help="Access token, for a server started with one."),
+        click.option("--room", envvar="RTCXFER_ROOM", default=None, show_envvar=True,
+                     help="Room to log in to: only its users see each other "
+                          "(default: the server's default room)."),
         click.option("--stun", multiple=True, metavar="URL",
                      help="STUN server (repeatable; default: none)."),
         click.option("--turn", multiple=True, metavar="URL",
@@ -155,7 +167,8 @@ def _peer_setup(params: dict[str, Any]) -> tuple[Any, Any]:
                      turn_password=params.pop("turn_password"))
     client = ClientOptions(server=params.pop("server"), name=params.pop("name"),
                            token=params.pop("token"), ice=ice,
-                           connect_timeout=params.pop("connect_timeout"))
+                           connect_timeout=params.pop("connect_timeout"),
+                           room=params.pop("room"))
     return client, output
 
 

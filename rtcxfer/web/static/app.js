@@ -4,7 +4,7 @@
 // RTCPeerConnection per (peer, session)) and transfer.js (rtcxfer/1); this
 // module only wires them to the DOM and turns every failure into a message.
 
-import { defaultSignalingUrl, SignalingClient } from "./signaling.js";
+import { defaultSignalingUrl, roomFromLocation, SignalingClient } from "./signaling.js";
 import { CloseReason, newSessionId, PeerSession, sessionKey } from "./session.js";
 import { FileReceiver, FileSender, PeerDeclined, unsafeNameReason } from "./transfer.js";
 
@@ -16,6 +16,7 @@ const byId = (id) => document.getElementById(id);
 const ui = {
   status: byId("status"),
   whoami: byId("whoami"),
+  room: byId("room"),
   logoutButton: byId("logout-button"),
   loginSection: byId("login-section"),
   loginForm: byId("login-form"),
@@ -149,8 +150,9 @@ async function login(event) {
   ui.loginButton.disabled = true;
   setStatus(`logging in as ${name}…`);
   const signaling = new SignalingClient(defaultSignalingUrl());
+  const room = roomFromLocation();
   try {
-    await signaling.login(name);
+    await signaling.login(name, room);
   } catch (error) {
     setStatus(error.message, "error");
     ui.loginButton.disabled = false;
@@ -162,6 +164,8 @@ async function login(event) {
   renderUsers(signaling.users());
   ui.whoami.textContent = name;
   ui.whoami.hidden = false;
+  ui.room.textContent = room === null ? "" : `room: ${room}`;
+  ui.room.hidden = room === null;
   ui.logoutButton.hidden = false;
   ui.loginSection.hidden = true;
   ui.appSection.hidden = false;
@@ -697,6 +701,9 @@ function onServerError(text) {
 
 function start() {
   ui.loginName.value = rememberedName();
+  const room = roomFromLocation();
+  ui.room.textContent = room === null ? "" : `room: ${room}`;
+  ui.room.hidden = room === null;
   ui.loginForm.addEventListener("submit", login);
   ui.logoutButton.addEventListener("click", logout);
   ui.fileInput.addEventListener("change", () => chooseFiles(filesFromInput(ui.fileInput)));
