@@ -5,13 +5,21 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from server.test_http import http_request
 from support import cli_env, running_server
 
 OFFER = {"type": "offer", "sdp": "v=0\r\n"}
 
 
-async def test_rooms_scope_userlist_updata_and_names(server, peer_factory):
+@pytest.fixture
+async def deployment(start_deployment):  # type: ignore[no-untyped-def]
+    """One in-memory server, or two instances on Redis (clients alternate)."""
+    return await start_deployment()
+
+
+async def test_rooms_scope_userlist_updata_and_names(deployment, peer_factory):
+    server = deployment
     lobby = await peer_factory(server)
     assert await lobby.login("alice") == ["alice"]
     red = await peer_factory(server)
@@ -31,7 +39,8 @@ async def test_rooms_scope_userlist_updata_and_names(server, peer_factory):
     await lobby.sync()
 
 
-async def test_a_relay_across_rooms_gets_the_offline_error(server, peer_factory):
+async def test_a_relay_across_rooms_gets_the_offline_error(deployment, peer_factory):
+    server = deployment
     lobby = await peer_factory(server)
     await lobby.login("carol")
     red = await peer_factory(server)
@@ -52,8 +61,8 @@ async def test_a_relay_across_rooms_gets_the_offline_error(server, peer_factory)
     assert await erin.recv() == {"type": "updata", "action": "offline", "name": "dave"}
 
 
-async def test_room_required(start_server, peer_factory):
-    server = await start_server(room_required=True)
+async def test_room_required(start_deployment, peer_factory):
+    server = await start_deployment(room_required=True)
     peer = await peer_factory(server)
     await peer.send({"type": "login", "name": "alice"})
     reply = await peer.recv()
