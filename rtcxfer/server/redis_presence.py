@@ -553,6 +553,14 @@ class RedisPresence(Presence):
         """Claim every local user again and re-read every room this instance mirrors."""
         await self._heartbeat(keys=[self.alive_key, self.instances_key],
                               args=[self.id, LEASE_MS])
+        # Names Redis still holds for users who left while it was unreachable.
+        for raw in await self.redis.smembers(self.users_key):
+            room, name = json.loads(raw)
+            mirror = self.rooms.get(room)
+            if mirror is None or name not in mirror.local:
+                names, order, seq_key, channel = _keys(room)
+                await self._release(keys=[names, order, seq_key, self.users_key],
+                                    args=[name, self.id, raw, channel, "[]"])
         for room, mirror in list(self.rooms.items()):
             names, order, seq_key, channel = _keys(room)
             await self._subscribe(channel)
