@@ -54,6 +54,7 @@ LEASE_MS = 5000  # an instance silent for this long is dead
 HEARTBEAT_INTERVAL = 1.0
 REAP_INTERVAL = 2.0
 RETRY_INTERVAL = 0.5  # between attempts to reach Redis again
+REBUILD_SETTLE = 2.5  # seconds between re-claiming this instance's users and re-reading rooms
 MAX_BATCH = 1024  # commands per pipeline
 RECENT_EVENTS = 4096  # presence events a room mirror keeps for clients still logging in
 COMMAND_TIMEOUT = 5.0
@@ -315,10 +316,11 @@ class RedisPresence(Presence):
                         channel, asyncio.get_running_loop().create_future())
                 await pubsub.subscribe(*channels)
                 self._pubsub = pubsub
-                while True:
-                    message = await pubsub.get_message(timeout=1.0)
-                    if message is not None:
-                        self._on_message(message)
+                # listen() reads as data arrives; get_message(timeout) can leave
+                # messages already parsed into the buffer waiting for its timeout.
+                async for message in pubsub.listen():
+                    self._on_message(message)
+                raise ConnectionError("the Redis subscription ended")
             except asyncio.CancelledError:
                 raise
             except Exception as error:
@@ -517,14 +519,14 @@ class RedisPresence(Presence):
                 await asyncio.sleep(RETRY_INTERVAL)
                 continue
             was_down = self._unavailable is not None
+            if self._pubsub is None:  # not subscribed (yet, or again): not usable
+                await asyncio.sleep(RETRY_INTERVAL)
+                continue
             if not self._registered:
                 self._registered = True
                 logger.info("sharing the name space through Redis at %s as instance %s",
                             self.url, self.id)
             elif was_down or not held:
-                if self._pubsub is None:
-                    await asyncio.sleep(RETRY_INTERVAL)
-                    continue
                 logger.warning("Redis is back%s: rebuilding this instance's presence",
                                "" if held else " (its lease had expired)")
                 try:
@@ -535,9 +537,6 @@ class RedisPresence(Presence):
                     self._down(error)
                     await asyncio.sleep(RETRY_INTERVAL)
                     continue
-            if self._pubsub is None:
-                await asyncio.sleep(RETRY_INTERVAL)
-                continue
             if self._unavailable is not None and self._registered_once:
                 logger.warning("the shared name space is available again")
             self._registered_once = True
@@ -573,6 +572,12 @@ class RedisPresence(Presence):
                     mirror.client_seq.pop(client, None)
                     self.sink.evict(client, f"name {quote(name)} was taken on another "
                                             "instance while Redis was unreachable")
+        # The other instances claim their users again within a heartbeat or two of
+        # Redis coming back: read the rooms after that, so that nobody flaps offline.
+        if self.rooms:
+            await asyncio.sleep(REBUILD_SETTLE)
+        for room, mirror in list(self.rooms.items()):
+            names, order, seq_key, _channel = _keys(room)
             seq, order_list, flat = await self._snapshot(keys=[order, names, seq_key])
             current = dict.fromkeys((user.decode() for user in order_list), "")
             current.update(_pairs(flat))
