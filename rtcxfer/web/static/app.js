@@ -699,11 +699,21 @@ function onServerError(text) {
 
 // ---------------------------------------------------------------- start-up
 
-function start() {
-  ui.loginName.value = rememberedName();
+/** Show the room this page logs in to (from its URL), or nothing for the default room. */
+function showRoom() {
   const room = roomFromLocation();
   ui.room.textContent = room === null ? "" : `room: ${room}`;
   ui.room.hidden = room === null;
+}
+
+function start() {
+  ui.loginName.value = rememberedName();
+  showRoom();
+  window.addEventListener("hashchange", () => {
+    if (state.signaling === null) {
+      showRoom();
+    }
+  });
   ui.loginForm.addEventListener("submit", login);
   ui.logoutButton.addEventListener("click", logout);
   ui.fileInput.addEventListener("change", () => chooseFiles(filesFromInput(ui.fileInput)));
