@@ -174,3 +174,27 @@ async def test_a_user_who_left_during_a_short_outage_is_not_online_for_ever(
         assert await again.login("dave") == ["alice", "dave"]
     finally:
         redis.stop()
+
+
+def test_an_instance_whose_redis_is_down_starts_and_says_so() -> None:
+    import urllib.error
+    import urllib.request
+
+    from support import free_port
+
+    with running_server("--redis", f"redis://127.0.0.1:{free_port()}/0") as (url, process):
+        page = "http" + url.removeprefix("ws") + "/healthz"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(page, timeout=10)
+        assert refused.value.code == 503
+        body = json.loads(refused.value.read())
+        assert body["status"] == "unavailable" and "Redis" in body["reason"]
+
+        async def try_login() -> dict:
+            async with connect(url) as websocket:
+                await websocket.send('{"type":"login","name":"alice"}')
+                return json.loads(await asyncio.wait_for(websocket.recv(), 10))
+
+        reply = asyncio.run(try_login())
+        assert reply["success"] is False and "unavailable" in reply["message"]
+        assert "Traceback" not in process.stderr
