@@ -258,19 +258,41 @@ class RedisPresence(Presence):
                 batch.append(queue.get_nowait())
             try:
                 await self._execute(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The queue's one consumer must outlive any bug in a batch.
+                logger.exception("internal error sending %d commands to Redis", len(batch))
             finally:
                 for _ in batch:
                     queue.task_done()
 
     async def _execute(self, batch: list[_Op]) -> None:
         pipe = self.redis.pipeline(transaction=False)
+        # One entry per pipelined command: the op waiting for its result, if any.
+        slots: list[_Op | None] = []
+        # Consecutive relays to one instance share one PUBLISH (length-prefixed),
+        # in order; a claim or release between them keeps its place.
+        relays: dict[str, list[bytes]] = {}
+
+        def publish_relays() -> None:
+            for channel, items in relays.items():
+                pipe.publish(channel, b"".join(items))
+                slots.append(None)
+            relays.clear()
+
         for op in batch:
             if op.kind == "publish":
-                pipe.publish(*op.args)
-            elif op.kind == "claim":
+                channel, item = op.args
+                relays.setdefault(channel, []).append(len(item).to_bytes(4, "big") + item)
+                continue
+            publish_relays()
+            if op.kind == "claim":
                 await self._claim(keys=op.args[0], args=op.args[1], client=pipe)
-            elif op.kind == "release":
+            else:
                 await self._release(keys=op.args[0], args=op.args[1], client=pipe)
+            slots.append(op)
+        publish_relays()
         try:
             results = await pipe.execute(raise_on_error=False)
         except Exception as error:
@@ -283,8 +305,8 @@ class RedisPresence(Presence):
                 if op.future is not None and not op.future.done():
                     op.future.set_exception(ConnectionError(str(error)))
             return
-        for op, outcome in zip(batch, results, strict=True):
-            if op.future is None or op.future.done():
+        for op, outcome in zip(slots, results, strict=True):
+            if op is None or op.future is None or op.future.done():
                 continue
             if isinstance(outcome, Exception):
                 op.future.set_exception(outcome)
@@ -355,12 +377,18 @@ class RedisPresence(Presence):
             logger.exception("bad message on Redis channel %s", shown(channel))
 
     def _on_relay(self, data: bytes) -> None:
-        header, _, payload = data.partition(b"\n")
-        room, target, sender, kind, session = json.loads(header)
-        mirror = self.rooms.get(room)
-        client = mirror.local.get(target) if mirror is not None else None
-        if client is not None:
-            self.sink.deliver_local(client, payload, sender, kind, session)
+        """Relayed messages for local users, each ``length (4 bytes) header \\n payload``."""
+        offset, size = 0, len(data)
+        rooms = self.rooms
+        while offset + 4 <= size:
+            end = offset + 4 + int.from_bytes(data[offset:offset + 4], "big")
+            header, _, payload = data[offset + 4:end].partition(b"\n")
+            offset = end
+            room, target, sender, kind, session = json.loads(header)
+            mirror = rooms.get(room)
+            client = mirror.local.get(target) if mirror is not None else None
+            if client is not None:
+                self.sink.deliver_local(client, payload, sender, kind, session)
 
     def _on_event(self, room: str, event: dict[str, Any]) -> None:
         mirror = self.rooms.get(room)
