@@ -25,6 +25,17 @@ the server: read the CPU columns to see which side limits a figure.
     python bench/signaling.py                          # 2000 clients, 10 s relay, 1 run
     python bench/signaling.py --clients 5000 --rate 12000 --runs 3
     python bench/signaling.py --clients 10000 --duration 0 --no-baseline   # held clients
+
+Comparisons in the same run (runs alternate between all of them):
+
+    --baseline-tree /work/main      # also run `rtcxfer serve` from another checkout
+    --instances 2 --redis           # also run N instances sharing a name space on a
+                                    # redis-server started for the bench (no persistence);
+                                    # clients alternate between instances, and every
+                                    # relay pair spans two instances
+    --room-size 50                  # clients log in to rooms of 50 ("room" ext field)
+
+With --redis the table adds Redis's CPU; the server CPU columns sum all instances.
 """
 
 from __future__ import annotations
@@ -128,11 +139,14 @@ def client_frame(payload: bytes) -> bytes:
 class LeanClient(asyncio.Protocol):
     """Just enough WebSocket client for the bench: handshake, frames, pongs."""
 
-    def __init__(self, worker: Worker, name: str, partner: str, host: str) -> None:
+    def __init__(self, worker: Worker, name: str, partner: str, host: str, room: str | None,
+                 expected: int) -> None:
         self.worker = worker
         self.name = name
         self.partner = partner
         self.host = host
+        self.room = room
+        self.expected = expected  # users this client must learn of (its room's size)
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.open = False
@@ -170,7 +184,10 @@ class LeanClient(asyncio.Protocol):
                 raise ConnectionError(f"handshake refused: {bytes(buffer[:40])!r}")
             del buffer[:end + 4]
             self.open = True
-            self.send(json.dumps({"type": "login", "name": self.name}).encode())
+            login = {"type": "login", "name": self.name}
+            if self.room is not None:
+                login["room"] = self.room
+            self.send(json.dumps(login).encode())
         position = 0
         size = len(buffer)
         while size - position >= 2:
@@ -206,7 +223,7 @@ class LeanClient(asyncio.Protocol):
     def on_updata(self) -> None:
         self.known += 1
         self.worker.updata += 1
-        if self.known == self.worker.total and not self.all_known.done():
+        if self.known == self.expected and not self.all_known.done():
             self.all_known.set_result(None)
 
     def on_message(self, message: dict[str, Any]) -> None:
@@ -219,7 +236,7 @@ class LeanClient(asyncio.Protocol):
             self.logged_in.set_result(None)
         elif kind == "userlist":
             self.known += len(message["users"])
-            if self.known == self.worker.total and not self.all_known.done():
+            if self.known == self.expected and not self.all_known.done():
                 self.all_known.set_result(None)
         elif kind == "error":
             self.worker.errors += 1
@@ -229,10 +246,11 @@ class LeanClient(asyncio.Protocol):
 class Worker:
     """One load-generating process: a slice of the clients, paired within the slice."""
 
-    url: str
+    urls: list[str]
     first: int
     count: int
     total: int
+    room_size: int = 0
     clients: list[LeanClient] = field(default_factory=list)
     updata: int = 0
     errors: int = 0
@@ -251,15 +269,23 @@ class Worker:
 
     async def log_in_all(self) -> None:
         loop = asyncio.get_running_loop()
-        host_port = self.url.removeprefix("ws://")
-        host, port = host_port.rsplit(":", 1)
         gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
+        room_size = self.room_size
 
         async def connect(index: int) -> None:
             partner = index ^ 1 if (index ^ 1) < self.total else index
+            # Clients alternate between instances: partners are always on two of them.
+            host_port = self.urls[index % len(self.urls)].removeprefix("ws://")
+            host, port = host_port.rsplit(":", 1)
+            if room_size:
+                room: str | None = f"room{index // room_size}"
+                expected = min(room_size, self.total - index // room_size * room_size)
+            else:
+                room, expected = None, self.total
             async with gate:
                 _, client = await loop.create_connection(
-                    lambda: LeanClient(self, f"u{index:06d}", f"u{partner:06d}", host_port),
+                    lambda: LeanClient(self, f"u{index:06d}", f"u{partner:06d}", host_port,
+                                       room, expected),
                     host, int(port))
                 self.clients.append(client)
                 await client.logged_in
@@ -296,12 +322,12 @@ class Worker:
                 client.transport.close()
 
 
-def worker_main(connection: multiprocessing.connection.Connection, url: str, first: int,
-                count: int, total: int) -> None:
+def worker_main(connection: multiprocessing.connection.Connection, urls: list[str],
+                first: int, count: int, total: int, room_size: int) -> None:
     raise_file_limit()
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
-    worker = Worker(url, first, count, total)
+    worker = Worker(urls, first, count, total, room_size)
     connection.recv()  # go
     cpu = time.process_time()
     try:
@@ -353,37 +379,124 @@ class RunResult:
     server_cpu_login: float
     server_cpu_relay: float
     clients_cpu_relay: float
+    redis_cpu_login: float = float("nan")
+    redis_cpu_relay: float = float("nan")
 
 
-def start_server(kind: str, clients: int) -> subprocess.Popen[str]:
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Deployment:
+    """The servers of one run: their URLs and PIDs, and redis-server's PID if any."""
+
+    kind: str
+    processes: list[subprocess.Popen[str]] = field(default_factory=list)
+    urls: list[str] = field(default_factory=list)
+    redis: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pids(self) -> list[int]:
+        return [process.pid for process in self.processes]
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+        if self.redis is not None:
+            self.redis.terminate()
+            self.redis.wait(30)
+
+
+def start_redis() -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--loglevel", "warning"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import socket
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as probe:
+                probe.sendall(b"PING\r\n")
+                if probe.recv(16).startswith(b"+PONG"):
+                    return process, f"redis://127.0.0.1:{port}/0"
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    raise RuntimeError("redis-server did not start")
+
+
+def start_deployment(kind: str, clients: int, args: argparse.Namespace) -> Deployment:
+    deployment = Deployment(kind)
+    serve = ["serve", "--host", "127.0.0.1", "--port", "0", "--max-users", str(clients + 16),
+             "--log-level", "warning"]
+    env = dict(os.environ)
+    cwd = None
     if kind == "naive":
-        command = [sys.executable, __file__, "--naive-server"]
+        commands = [[sys.executable, __file__, "--naive-server"]]
+    elif kind == "main":
+        # The same command from another checkout (its code first on the path).
+        cwd = args.baseline_tree
+        env["PYTHONPATH"] = str(args.baseline_tree)
+        commands = [[args.baseline_python, "-m", "rtcxfer", *serve]]
+    elif kind == "redis":
+        deployment.redis, redis_url = start_redis()
+        commands = [[sys.executable, "-m", "rtcxfer", *serve, "--redis", redis_url]
+                    for _ in range(args.instances)]
     else:
-        command = [sys.executable, "-m", "rtcxfer", "serve", "--host", "127.0.0.1",
-                   "--port", "0", "--max-users", str(clients + 16), "--log-level", "warning"]
-    # The naive server prints a traceback per connection it loses at shutdown.
-    stderr = subprocess.DEVNULL if kind == "naive" else None
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True)
-
-
-def run_once(kind: str, clients: int, workers: int, duration: float, rate: float) -> RunResult:
-    server = start_server(kind, clients)
+        commands = [[sys.executable, "-m", "rtcxfer", *serve]]
     try:
-        assert server.stdout is not None
-        url = server.stdout.readline().split()[0]
-        idle_rss = proc_status(server.pid, "VmRSS")
+        for command in commands:
+            # The naive server prints a traceback per connection it loses at shutdown.
+            stderr = subprocess.DEVNULL if kind == "naive" else None
+            process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr,
+                                       text=True, env=env, cwd=cwd)
+            deployment.processes.append(process)
+            assert process.stdout is not None
+            deployment.urls.append(process.stdout.readline().split()[0])
+    except BaseException:
+        deployment.stop()
+        raise
+    return deployment
+
+
+def run_once(kind: str, args: argparse.Namespace) -> RunResult:
+    clients, workers, duration, rate = args.clients, args.workers, args.duration, args.rate
+    deployment = start_deployment(kind, clients, args)
+    pids = deployment.pids
+    redis_pid = deployment.redis.pid if deployment.redis is not None else None
+    try:
+        idle_rss = sum(proc_status(pid, "VmRSS") for pid in pids)
         share = -(-clients // workers)
         share += share % 2  # partners stay in the same worker
+        if args.room_size:
+            share = -(-share // args.room_size) * args.room_size
         pipes, processes = [], []
         for first in range(0, clients, share):
             parent, child = multiprocessing.Pipe()
             process = multiprocessing.Process(
-                target=worker_main, args=(child, url, first, min(share, clients - first), clients))
+                target=worker_main, args=(child, deployment.urls, first,
+                                          min(share, clients - first), clients,
+                                          args.room_size))
             process.start()
             pipes.append(parent)
             processes.append(process)
         try:
-            cpu = cpu_seconds(server.pid)
+            cpu = sum(cpu_seconds(pid) for pid in pids)
+            redis_cpu = cpu_seconds(redis_pid) if redis_pid else 0.0
             start = time.perf_counter()
             for pipe in pipes:
                 pipe.send("go")
@@ -393,28 +506,30 @@ def run_once(kind: str, clients: int, workers: int, duration: float, rate: float
             if failures:
                 raise RuntimeError(f"{kind}: {failures[0]}")
             updata = sum(report["updata"] for report in reports)
-            if updata != clients * (clients - 1) // 2:
-                raise RuntimeError(f"{kind}: {updata} updata delivered, expected "
-                                   f"{clients * (clients - 1) // 2}")
-            server_cpu_login = cpu_seconds(server.pid) - cpu
-            held_rss = proc_status(server.pid, "VmRSS")
+            expected = expected_updata(clients, args.room_size)
+            if updata != expected:
+                raise RuntimeError(f"{kind}: {updata} updata delivered, expected {expected}")
+            server_cpu_login = sum(cpu_seconds(pid) for pid in pids) - cpu
+            redis_cpu_login = (cpu_seconds(redis_pid) - redis_cpu) if redis_pid else float("nan")
+            held_rss = sum(proc_status(pid, "VmRSS") for pid in pids)
 
-            cpu = cpu_seconds(server.pid)
+            cpu = sum(cpu_seconds(pid) for pid in pids)
+            redis_cpu = cpu_seconds(redis_pid) if redis_pid else 0.0
             for pipe in pipes:
                 pipe.send((duration, rate / len(pipes)))
             reports = [pipe.recv() for pipe in pipes]
-            server_cpu_relay = cpu_seconds(server.pid) - cpu
+            server_cpu_relay = sum(cpu_seconds(pid) for pid in pids) - cpu
+            redis_cpu_relay = (cpu_seconds(redis_pid) - redis_cpu) if redis_pid else float("nan")
             for pipe in pipes:
                 pipe.send("close")
-            peak_rss = proc_status(server.pid, "VmHWM")
+            peak_rss = sum(proc_status(pid, "VmHWM") for pid in pids)
         finally:
             for process in processes:
                 process.join(30)
                 if process.is_alive():
                     process.kill()
     finally:
-        server.terminate()
-        server.wait(30)
+        deployment.stop()
     if any(report["errors"] or report["lost"] for report in reports):
         raise RuntimeError(f"{kind}: clients got errors or lost connections: "
                            f"{[(r['errors'], r['lost']) for r in reports]}")
@@ -426,19 +541,32 @@ def run_once(kind: str, clients: int, workers: int, duration: float, rate: float
             return float("nan")
         return latencies[min(len(latencies) - 1, int(fraction * len(latencies)))] * 1000
 
+    per_second = (lambda value: value / duration) if duration > 0 else (lambda _: float("nan"))
     return RunResult(
         server=kind,
         login_seconds=login_seconds,
-        relayed_per_second=received / duration if duration > 0 else float("nan"),
+        relayed_per_second=per_second(received),
         p50_ms=percentile(0.50),
         p99_ms=percentile(0.99),
         peak_rss=peak_rss,
         rss_per_client=(held_rss - idle_rss) // clients,
         server_cpu_login=server_cpu_login,
-        server_cpu_relay=server_cpu_relay / duration if duration > 0 else float("nan"),
-        clients_cpu_relay=(sum(report["cpu"] for report in reports) / duration
-                           if duration > 0 else float("nan")),
+        server_cpu_relay=per_second(server_cpu_relay),
+        clients_cpu_relay=per_second(sum(report["cpu"] for report in reports)),
+        redis_cpu_login=redis_cpu_login,
+        redis_cpu_relay=per_second(redis_cpu_relay) if redis_pid else float("nan"),
     )
+
+
+def expected_updata(clients: int, room_size: int) -> int:
+    """``updata`` frames a login storm delivers: n(n-1)/2 per room of n."""
+    if not room_size:
+        return clients * (clients - 1) // 2
+    total = 0
+    for first in range(0, clients, room_size):
+        size = min(room_size, clients - first)
+        total += size * (size - 1) // 2
+    return total
 
 
 COLUMNS = [
@@ -451,16 +579,23 @@ COLUMNS = [
     ("server CPU s (login)", "server_cpu_login", "{:.1f}"),
     ("server CPU (relay)", "server_cpu_relay", "{:.0%}"),
     ("clients CPU (relay)", "clients_cpu_relay", "{:.0%}"),
+    ("redis CPU s (login)", "redis_cpu_login", "{:.1f}"),
+    ("redis CPU (relay)", "redis_cpu_relay", "{:.0%}"),
 ]
+KIND_ORDER = ("naive", "main", "rtcxfer", "redis")
 
 
 def report(results: list[RunResult], args: argparse.Namespace) -> None:
-    kinds = [kind for kind in ("naive", "rtcxfer") if any(r.server == kind for r in results)]
-    print(f"\n{args.clients} clients, {args.workers} client processes, relay {args.duration:g} s "
-          f"at {args.rate:g} msg/s offered, {args.runs} run(s), medians:")
-    header = f"{'':22}" + "".join(f"{kind:>12}" for kind in kinds)
-    if len(kinds) == 2:
-        header += f"{'ratio':>10}"
+    kinds = [kind for kind in KIND_ORDER if any(r.server == kind for r in results)]
+    titles = {"main": "baseline", "redis": f"redis x{args.instances}"}
+    rooms = f", rooms of {args.room_size}" if args.room_size else ", one room"
+    print(f"\n{args.clients} clients{rooms}, {args.workers} client processes, relay "
+          f"{args.duration:g} s at {args.rate:g} msg/s offered, {args.runs} run(s), medians:")
+    if "main" in kinds:
+        print(f"baseline = rtcxfer serve from {args.baseline_tree}")
+    header = f"{'':22}" + "".join(f"{titles.get(kind, kind):>13}" for kind in kinds)
+    if "rtcxfer" in kinds and len(kinds) > 1:
+        header += "   rtcxfer/" + "/".join(kind for kind in kinds if kind != "rtcxfer")
     print(header)
     for title, attribute, style in COLUMNS:
         medians = []
@@ -472,9 +607,14 @@ def report(results: list[RunResult], args: argparse.Namespace) -> None:
             elif attribute == "rss_per_client":
                 value /= 1024
             medians.append(value)
-        line = f"{title:22}" + "".join(f"{style.format(value):>12}" for value in medians)
-        if len(kinds) == 2 and medians[0]:
-            line += f"{medians[1] / medians[0]:>9.2f}x"
+        if all(value != value for value in medians):  # all NaN: not measured
+            continue
+        line = f"{title:22}" + "".join(f"{style.format(value):>13}" for value in medians)
+        if "rtcxfer" in kinds and len(kinds) > 1:
+            ours = medians[kinds.index("rtcxfer")]
+            ratios = [ours / value if value else float("nan")
+                      for kind, value in zip(kinds, medians, strict=True) if kind != "rtcxfer"]
+            line += "   " + " ".join(f"{ratio:.2f}x" for ratio in ratios)
         print(line)
 
 
@@ -489,6 +629,18 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--no-baseline", action="store_true",
                         help="skip the naive server (it needs minutes for big login storms)")
+    parser.add_argument("--baseline-tree", type=Path, default=None, metavar="DIR",
+                        help="also run `rtcxfer serve` from this checkout (e.g. main)")
+    parser.add_argument("--baseline-python", default=sys.executable, metavar="PYTHON",
+                        help="the interpreter for --baseline-tree")
+    parser.add_argument("--instances", type=int, default=2,
+                        help="rtcxfer instances sharing Redis (with --redis)")
+    parser.add_argument("--redis", action="store_true",
+                        help="also run --instances instances on a fresh redis-server")
+    parser.add_argument("--only-redis", action="store_true",
+                        help="with --redis: skip the single in-memory instance")
+    parser.add_argument("--room-size", type=int, default=0,
+                        help="clients per room (0: everyone in the default room)")
     parser.add_argument("--naive-server", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     raise_file_limit()
@@ -497,12 +649,20 @@ def main() -> None:
         return
     if args.clients < 2 or args.clients % 2:
         parser.error("--clients must be an even number of at least 2")
-    kinds = ["rtcxfer"] if args.no_baseline else ["naive", "rtcxfer"]
+    if args.room_size % 2:
+        parser.error("--room-size must be even (relay partners share a room)")
+    kinds = [] if args.no_baseline or args.room_size else ["naive"]
+    if args.baseline_tree is not None:
+        kinds.append("main")
+    if not (args.redis and args.only_redis):
+        kinds.append("rtcxfer")
+    if args.redis:
+        kinds.append("redis")
     results = []
     for run in range(args.runs):
         for kind in kinds:
             try:
-                result = run_once(kind, args.clients, args.workers, args.duration, args.rate)
+                result = run_once(kind, args)
             except RuntimeError as error:
                 if kind != "naive":
                     raise

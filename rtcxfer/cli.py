@@ -74,11 +74,24 @@ def cli() -> None:
                    "[env: RTCXFER_TURN_SECRET].")
 @click.option("--turn-ttl", type=click.IntRange(min=60), default=3600, show_default=True,
               metavar="SECONDS", help="Lifetime of the TURN credentials handed out.")
+@click.option("--login-timeout", type=click.FloatRange(min=0.1), default=10.0,
+              show_default=True, metavar="SECONDS",
+              help="Close a WebSocket that has not logged in after this long.")
+@click.option("--max-idle-per-ip", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Connections from one IP address that may wait without logging in "
+                   "(beyond a 2 s grace); the oldest extra ones are closed.")
+@click.option("--room-required", is_flag=True,
+              help="Refuse logins without a room (the \"room\" field of login).")
+@click.option("--redis", "redis_url", envvar="RTCXFER_REDIS", default=None, show_envvar=True,
+              metavar="URL",
+              help="Share one name space with other instances through Redis "
+                   "(redis://HOST:PORT/DB; needs rtcxfer[redis]). Default: this process only.")
 @click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True)
 def serve(host: str, port: int, max_users: int, token: str | None, certfile: Path | None,
           keyfile: Path | None, allowed_origins: tuple[str, ...], rate_limit: float,
           stun_urls: tuple[str, ...], turn_urls: tuple[str, ...], turn_secret: str | None,
-          turn_ttl: int, log_level: str) -> None:
+          turn_ttl: int, login_timeout: float, max_idle_per_ip: int, room_required: bool,
+          redis_url: str | None, log_level: str) -> None:
     """Run the signaling server (and the browser page on the same port).
 
     \b
@@ -86,6 +99,7 @@ def serve(host: str, port: int, max_users: int, token: str | None, certfile: Pat
       rtcxfer serve                               # ws://127.0.0.1:9090, page at http://127.0.0.1:9090/
       rtcxfer serve --host 0.0.0.0 --token s3cret # reachable from the LAN, logins need the token
       rtcxfer serve --certfile cert.pem --keyfile key.pem --port 443
+      rtcxfer serve --redis redis://127.0.0.1:6379/0 --port 9091   # one of several instances
     """
     import time
 
@@ -116,6 +130,10 @@ def serve(host: str, port: int, max_users: int, token: str | None, certfile: Pat
         message_rate=rate_limit,
         message_burst=max(1, round(RATE_BURST_SECONDS * rate_limit)),
         login_reply_extras=ice.login_reply_extras(time.time) if ice.enabled else None,
+        login_timeout=login_timeout,
+        max_idle_per_ip=max_idle_per_ip,
+        room_required=room_required,
+        redis_url=redis_url or None,
     )
     serve_main(config)
 
@@ -155,6 +173,17 @@ def _optional_server_url(ctx: click.Context, param: click.Parameter,
     return None if value is None else _server_url(ctx, param, value)
 
 
+def _room_name(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    from rtcxfer.protocol.signaling import room_problem
+
+    if value is None:
+        return None
+    problem = room_problem(value)
+    if problem is not None:
+        raise click.BadParameter(f"{printable(value)!r}: {problem}")
+    return value
+
+
 def _user_name(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
     from rtcxfer.protocol.signaling import name_problem
 
@@ -177,6 +206,10 @@ _NAME_OPTION = click.option(
 _SIGNALING_OPTIONS = [
     click.option("--token", envvar="RTCXFER_TOKEN", default=None, show_envvar=True,
                  help="Access token, for a server started with one."),
+    click.option("--room", envvar="RTCXFER_ROOM", default=None, show_envvar=True,
+                 callback=_room_name,
+                 help="Room to log in to: only its users see each other "
+                      "(default: the server's default room)."),
 ]
 # Only commands that open a peer connection (send, listen) take these.
 _CONNECTION_OPTIONS = [
@@ -245,7 +278,8 @@ def _peer_setup(params: dict[str, Any]) -> tuple[Any, Any]:
         raise click.UsageError(str(error)) from None
     client = ClientOptions(server=params.pop("server"), name=params.pop("name", None),
                            token=params.pop("token"), ice=ice,
-                           connect_timeout=params.pop("connect_timeout", CONNECT_TIMEOUT))
+                           connect_timeout=params.pop("connect_timeout", CONNECT_TIMEOUT),
+                           room=params.pop("room", None))
     return client, output
 
 

@@ -19,6 +19,8 @@ def cli_env(**extra: str) -> dict[str, str]:
     env.pop("RTCXFER_SERVER", None)
     env.pop("RTCXFER_NAME", None)
     env.pop("RTCXFER_TOKEN", None)
+    env.pop("RTCXFER_ROOM", None)
+    env.pop("RTCXFER_REDIS", None)
     env["PYTHONUNBUFFERED"] = "1"
     # Never the developer's own ~/.config/rtcxfer/config.toml; a test names its own.
     env["RTCXFER_CONFIG"] = os.devnull

@@ -23,6 +23,7 @@ class ClientOptions:
     token: str | None = None
     ice: IceOptions = field(default_factory=IceOptions)
     connect_timeout: float = CONNECT_TIMEOUT  # seconds to reach a peer before NoIcePath
+    room: str | None = None  # ext "room" of login (docs/protocol.md); None: the default room
 
 
 def default_name() -> str:
@@ -42,14 +43,15 @@ async def log_in(options: ClientOptions, output: Output, *,
     listener's: people send to it by that name.
     """
     name = options.name or default_name()
-    client = SignalingClient(options.server, name, token=options.token)
+    client = SignalingClient(options.server, name, token=options.token, room=options.room)
     try:
         await client.connect()
     except NameTaken:
         if options.name is not None or not vary_default_name:
             raise
         client = SignalingClient(
-            options.server, f"{name}-{secrets.token_hex(2)}", token=options.token
+            options.server, f"{name}-{secrets.token_hex(2)}", token=options.token,
+            room=options.room,
         )
         await client.connect()
     output.report(
@@ -72,7 +74,8 @@ async def list_users(options: ClientOptions) -> list[str]:
     collide with another ``rtcxfer users`` running at the same time.
     """
     client = SignalingClient(
-        options.server, USERS_NAME_PREFIX + secrets.token_hex(8), token=options.token
+        options.server, USERS_NAME_PREFIX + secrets.token_hex(8), token=options.token,
+        room=options.room,
     )
     await client.connect()
     try:

@@ -55,10 +55,12 @@ SignalHandler = Callable[[Signal], None]
 class SignalingClient:
     """One logged-in WebSocket to an rtcxfer (or any PROTOCOL.md) signaling server."""
 
-    def __init__(self, url: str, name: str, *, token: str | None = None) -> None:
+    def __init__(self, url: str, name: str, *, token: str | None = None,
+                 room: str | None = None) -> None:
         self.url = url
         self.name = name
         self.token = token
+        self.room = room  # ext (docs/protocol.md): None logs in to the default room
         self.users: list[str] = []
         self.on_new_offer: SignalHandler | None = None
         self.on_presence: Callable[[str, bool], None] | None = None
@@ -124,6 +126,8 @@ class SignalingClient:
         login: dict[str, Any] = {"type": "login", "name": self.name}
         if self.token is not None:
             login["token"] = self.token
+        if self.room is not None:
+            login["room"] = self.room
         await self._websocket.send(json.dumps(login))
         while True:
             message = _decode(await self._websocket.recv())

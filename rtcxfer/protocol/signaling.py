@@ -33,6 +33,7 @@ UPDATA_ACTIONS: frozenset[str] = frozenset(get_args(UpdataAction))
 MAX_FRAME_BYTES = 64 * 1024
 MAX_NAME_LENGTH = 64
 MAX_SESSION_LENGTH = 64
+MAX_ROOM_LENGTH = MAX_NAME_LENGTH
 # Longest piece of client input quoted back in an error message.
 _QUOTE_LIMIT = 64
 
@@ -52,6 +53,7 @@ class InvalidLogin(InvalidMessage):
 class Login:
     name: str
     token: str | None = None  # ext: shared access token
+    room: str | None = None  # ext: the room to join (docs/protocol.md); None: the default room
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +122,16 @@ def quote(text: str) -> str:
     if len(text) > _QUOTE_LIMIT:
         return json.dumps(text[:_QUOTE_LIMIT], ensure_ascii=False)[:-1] + '…"'
     return json.dumps(text, ensure_ascii=False)
+
+
+# ext (docs/protocol.md, "Unlisted names"): names under these prefixes are online
+# for relays but never listed nor announced: `rtcxfer users` looking, code mode.
+UNLISTED_PREFIXES = ("rtcxfer-users-", "rtcxfer-code-")
+
+
+def is_unlisted_name(name: str) -> bool:
+    """True for a name that is never in a ``userlist`` (but its own) nor in ``updata``."""
+    return name.startswith(UNLISTED_PREFIXES)
 
 
 def name_problem(name: str) -> str | None:
@@ -194,6 +206,26 @@ def _session(data: JSONObject) -> str | None:
     return session
 
 
+def room_problem(room: str) -> str | None:
+    """Why ``room`` is not a valid room name (same character rules as user names), or None."""
+    problem = name_problem(room)
+    if problem is None:
+        return None
+    return "room " + problem.removeprefix("name ")
+
+
+def _room(data: JSONObject) -> str | None:
+    if "room" not in data:
+        return None
+    room = data["room"]
+    if not isinstance(room, str):
+        raise InvalidLogin('"room" must be a string')
+    problem = room_problem(room)
+    if problem is not None:
+        raise InvalidLogin(problem)
+    return room
+
+
 def _payload(data: JSONObject, kind: RelayType) -> JSONObject | None:
     if kind == "leave":
         return None
@@ -226,7 +258,7 @@ def parse_client_message(frame: str | bytes | bytearray | memoryview) -> ClientM
         token = data.get("token")
         if token is not None and not isinstance(token, str):
             raise InvalidLogin('"token" must be a string')
-        return Login(name, token)
+        return Login(name, token, _room(data))
     if kind in RELAY_TYPES:
         relay_type = cast(RelayType, kind)
         othername = data.get("othername")
@@ -304,10 +336,12 @@ def to_json(message: Message) -> JSONObject:
             return data
         case IceServersRequest():
             return {"type": "iceservers"}
-        case Login(name, token):
+        case Login(name, token, room):
             data = {"type": "login", "name": name}
             if token is not None:
                 data["token"] = token
+            if room is not None:
+                data["room"] = room
             return data
         case LoginResult(success, reason):
             data = {"type": "login", "success": success}

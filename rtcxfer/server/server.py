@@ -1,13 +1,16 @@
-"""The asyncio signaling server: PROTOCOL.md section 1 on top of :mod:`rtcxfer.protocol.signaling`.
+"""The asyncio signaling server: the I/O around :mod:`rtcxfer.server.core`.
 
-websockets does the handshake, framing, keepalive and closing. Every decision
-is then taken synchronously, as a frame is parsed (:meth:`SignalingServer.receive`),
-with no queue and no task switch per message. Outgoing frames are encoded once
-and queued per recipient (:meth:`SignalingServer.write`); each recipient's
-queue leaves in one transport write (:meth:`SignalingServer.flush`), so a
-broadcast to N users costs N list appends, not N coroutines, and a recipient
-that does not read never blocks a sender: once its send buffer passes a limit
-it is disconnected instead.
+websockets does the handshake, framing, keepalive and closing. Every message
+is handed, as its frame is parsed, to the pure signaling core
+(:meth:`SignalingCore.receive`), whose actions this layer carries out at once,
+with no queue and no task switch per message: frames to write, closes, and
+claims, releases and deliveries through the presence backend
+(:mod:`rtcxfer.server.presence`: in memory by default, Redis with ``--redis``).
+Outgoing frames are encoded once and queued per recipient (:meth:`SignalingServer.write`);
+each recipient's queue leaves in one transport write (:meth:`SignalingServer.flush`),
+so a broadcast to N users costs N list appends, not N coroutines, and a
+recipient that does not read never blocks a sender: once its send buffer passes
+a limit it is disconnected instead.
 """
 
 from __future__ import annotations
@@ -15,13 +18,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import hmac
+import gc
 import http
 import importlib.resources
-import json
+import inspect
 import logging
 import ssl
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -34,24 +37,21 @@ from websockets.protocol import Event, State
 from websockets.server import ServerProtocol
 
 from rtcxfer import __version__
-from rtcxfer.protocol.code import is_code_name
-from rtcxfer.protocol.signaling import (
-    MAX_FRAME_BYTES,
-    Error,
-    IceServersRequest,
-    InvalidLogin,
-    InvalidMessage,
-    Login,
-    LoginResult,
-    Message,
-    Relay,
-    Relayed,
-    Updata,
-    UserList,
-    encode,
-    parse_client_message,
-    quote,
+from rtcxfer.protocol.signaling import quote
+from rtcxfer.server.core import (
+    Action,
+    Claim,
+    Close,
+    Conn,
+    CoreConfig,
+    Deliver,
+    LoginReplyExtras,
+    Release,
+    Send,
+    SignalingCore,
+    shown,
 )
+from rtcxfer.server.handshake import SignalingProtocol
 from rtcxfer.server.http import (
     HEALTH_PATH,
     OriginPolicy,
@@ -62,6 +62,9 @@ from rtcxfer.server.http import (
     single_header,
     text_response,
 )
+from rtcxfer.server.presence import ClaimAnswer, MemoryPresence, Presence, text_frame
+
+__all__ = ["Client", "ServerConfig", "SignalingServer", "shown", "text_frame"]
 
 logger = logging.getLogger("rtcxfer.server")
 
@@ -76,7 +79,15 @@ LISTEN_BACKLOG = 4096
 # Presence updates wait this long (seconds) to share one write with the next ones;
 # anything urgent for the same client sends them at once, in order.
 PRESENCE_DELAY = 0.05
-NO_SESSION = ""
+# How often (seconds) the housekeeping pass runs: login deadlines, idle connections, GC.
+SWEEP_INTERVAL = 1.0
+# Run a full garbage collection after this many connections ended (or any, after
+# GC_MAX_INTERVAL seconds): a connection leaves reference cycles behind, and the
+# spaced-out thresholds of runner.GC_THRESHOLDS would keep them for a long time.
+GC_AFTER_CONNECTIONS = 1000
+GC_MAX_INTERVAL = 60.0
+# /r/NAME serves the page for room NAME (the page reads the room from its URL).
+ROOM_PAGE_PREFIX = "/r/"
 _WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 
 
@@ -87,8 +98,17 @@ class ServerConfig:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     max_users: int = 10_000
-    # Open connections beyond max_users (clients not logged in yet) before HTTP 503.
-    extra_connections: int = 256
+    # Connections not logged in (yet) at most, on top of max_users: the room kept
+    # for clients logging in, which never eats into the room of logged-in users.
+    extra_connections: int = 1024
+    # A WebSocket that has not logged in after this many seconds is closed (1008).
+    login_timeout: float = 10.0
+    # Connections from one IP address that may stay open without logging in for
+    # longer than pending_grace seconds; beyond that the oldest ones are closed.
+    max_idle_per_ip: int = 16
+    pending_grace: float = 2.0
+    # Seconds for the TCP/TLS + HTTP opening handshake of a connection.
+    open_timeout: float = 10.0
     token: str | None = None
     ssl_context: ssl.SSLContext | None = None
     allowed_origins: frozenset[str] = field(default_factory=frozenset)
@@ -103,40 +123,40 @@ class ServerConfig:
     ping_interval: float | None = 20.0
     ping_timeout: float | None = 20.0
     close_timeout: float = 5.0  # for the closing handshake, before the socket is aborted
-    # ext fields of a successful login reply (and of an iceservers reply), given the
-    # user's name: rtcxfer.server.ice puts iceServers there (docs/protocol.md).
-    login_reply_extras: Callable[[str], dict[str, Any]] | None = None
+    # Rooms (docs/protocol.md): refuse a login without a "room" field.
+    room_required: bool = False
+    # Shared name space: redis://HOST:PORT/DB (docs/scaling.md); None: this process only.
+    redis_url: str | None = None
+    # Extra fields for every successful login reply, from the user name: the one
+    # place where extensions (such as iceServers) join the reply. None: none.
+    login_reply_extras: LoginReplyExtras | None = None
+
+    def core_config(self) -> CoreConfig:
+        return CoreConfig(
+            token=self.token, max_users=self.max_users, message_rate=self.message_rate,
+            message_burst=self.message_burst, max_login_attempts=self.max_login_attempts,
+            max_sessions=self.max_sessions, room_required=self.room_required,
+            login_reply_extras=self.login_reply_extras)
 
 
-class Client:
-    """One WebSocket connection and what the server knows about it."""
+class Client(Conn):
+    """One WebSocket connection: the core's state plus what the I/O needs."""
 
-    __slots__ = (
-        "allowance",
-        "closing",
-        "connection",
-        "fragments",
-        "last_message",
-        "login_attempts",
-        "name",
-        "outbox",
-        "sessions",
-        "transport",
-    )
+    __slots__ = ("closing", "connection", "fragments", "outbox", "transport")
 
     def __init__(self, connection: ServerConnection, burst: int, now: float) -> None:
+        super().__init__(burst, now)
         self.connection = connection
         self.transport = connection.transport
-        self.name: str | None = None
         self.outbox: list[bytes] = []  # frames waiting for SignalingServer.flush
         self.fragments: list[Frame] = []  # a fragmented message being received
-        # (peer, session) pairs relayed between this client and a peer, oldest first;
-        # session NO_SESSION stands for "no session field".
-        self.sessions: dict[tuple[Client, str], None] = {}
-        self.allowance = float(burst)
-        self.last_message = now
-        self.login_attempts = 0
         self.closing = False
+
+    @property
+    def host(self) -> str:
+        """The client's IP address (what per-address limits count)."""
+        address = self.connection.remote_address
+        return str(address[0]) if address else "unknown"
 
     @property
     def address(self) -> str:
@@ -146,12 +166,7 @@ class Client:
     @property
     def label(self) -> str:
         """How logs name this client: its user name once logged in, else its address."""
-        return quote(self.name) if self.name is not None else self.address
-
-
-def text_frame(payload: bytes) -> bytes:
-    """A complete unmasked server-to-client text frame carrying ``payload``."""
-    return Frame(Opcode.TEXT, payload).serialize(mask=False)
+        return shown(quote(self.name)) if self.name is not None else self.address
 
 
 class SignalingConnection(ServerConnection):
@@ -168,6 +183,18 @@ class SignalingConnection(ServerConnection):
         self.signaling = signaling
         self.client: Client | None = None
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        # websockets' parser generator refers to its protocol, and a failed handshake
+        # keeps its exception (and that traceback's frames): reference cycles that
+        # would wait for a full collection. Cut them now; the connection is over.
+        protocol = self.protocol
+        protocol.handshake_exc = None
+        parser, protocol.parser = protocol.parser, iter(())
+        with contextlib.suppress(Exception):
+            parser.close()
+        self.signaling.connection_ended()
+
     def process_event(self, event: Event) -> None:
         if (self.request is not None and isinstance(event, Frame)
                 and event.opcode in DATA_OPCODES):
@@ -181,17 +208,36 @@ class SignalingServer:
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self.users: dict[str, Client] = {}  # login order, which userlist keeps
-        self.unlisted: set[str] = set()  # code mode's one-time names online (never listed)
+        self.core = SignalingCore(config.core_config())
+        self.presence: Presence = self._make_presence()
+        # Logged-in local clients, in login order.
+        self.local: dict[Client, None] = {}
         self.origins = OriginPolicy(config.allowed_origins, tls=config.ssl_context is not None)
         self.max_connections = config.max_users + config.extra_connections
         self._resources = contextlib.ExitStack()
         self._static: StaticFiles | None = None
         self._server: Server | None = None
-        self._background: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[Any]] = set()
         # Clients with frames in their outbox, by when these must leave.
         self._urgent: list[Client] = []
         self._lazy: list[Client] = []
+        # Open WebSockets not logged in yet, oldest first, with when they opened.
+        self._pending: dict[Client, float] = {}
+        self._ended_connections = 0
+        self._last_collection = 0.0
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    def _make_presence(self) -> Presence:
+        if self.config.redis_url is None:
+            return MemoryPresence(self)
+        from rtcxfer.server.redis_presence import RedisPresence
+
+        return RedisPresence(self, self.config.redis_url)
+
+    @property
+    def users(self) -> dict[str, Client]:
+        """Logged-in users of this instance by name, in login order (all rooms)."""
+        return {cast(str, client.name): client for client in self.local}
 
     # Lifecycle
 
@@ -201,6 +247,7 @@ class SignalingServer:
             package_folder = importlib.resources.files("rtcxfer.web").joinpath("static")
             static_root = self._resources.enter_context(importlib.resources.as_file(package_folder))
         self._static = StaticFiles(static_root)
+        await self.presence.start()
         self._server = await serve(
             self.handle,
             self.config.host,
@@ -215,19 +262,29 @@ class SignalingServer:
             ping_timeout=self.config.ping_timeout,
             close_timeout=self.config.close_timeout,
             backlog=LISTEN_BACKLOG,
+            open_timeout=self.config.open_timeout,
         )
+        loop = asyncio.get_running_loop()
+        self._last_collection = loop.time()
+        self._sweeper = loop.call_later(SWEEP_INTERVAL, self._sweep)
 
     def _create_connection(self, protocol: ServerProtocol, server: Server,
                            **kwargs: Any) -> SignalingConnection:
+        # Same settings as websockets' own protocol, plus answers to requests with a body.
+        protocol = SignalingProtocol(max_size=HARD_FRAME_LIMIT, logger=protocol.logger)
         return SignalingConnection(protocol, server, signaling=self, **kwargs)
 
     async def close(self) -> None:
         """Close every connection with 1001 (going away) and stop listening."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         if self._server is not None:
             self._server.close(code=CloseCode.GOING_AWAY, reason="server shutting down")
             await self._server.wait_closed()
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+        await self.presence.close()
         self._resources.close()
 
     async def __aenter__(self) -> Self:
@@ -284,9 +341,9 @@ class SignalingServer:
             return text_response(http.HTTPStatus.BAD_REQUEST, str(error))
         if is_websocket_upgrade(request):
             if not self.origins.allows(origin, host):
-                logger.info("refused WebSocket from origin %s", quote(origin or ""))
+                logger.info("refused WebSocket from origin %s", shown(quote(origin or "")))
                 return text_response(http.HTTPStatus.FORBIDDEN, "origin not allowed")
-            if self.open_connections >= self.max_connections:
+            if not self._room_for_one_more():
                 return text_response(http.HTTPStatus.SERVICE_UNAVAILABLE, "server is full")
             return None
         if request.method not in ("GET", "HEAD"):
@@ -296,24 +353,104 @@ class SignalingServer:
                 "text/plain; charset=utf-8",
                 [("Allow", "GET, HEAD")],
             )
-        if request.path.split("?", 1)[0] == HEALTH_PATH:
-            response = json_response(http.HTTPStatus.OK,
-                                     {"status": "ok", "users": len(self.users)})
+        path = request.path.split("?", 1)[0]
+        if path == HEALTH_PATH:
+            unavailable = self.presence.unavailable
+            if unavailable is not None:
+                response = json_response(http.HTTPStatus.SERVICE_UNAVAILABLE,
+                                         {"status": "unavailable", "reason": unavailable})
+            else:
+                response = json_response(http.HTTPStatus.OK, self.health())
         else:
             assert self._static is not None, "requests arrive only after start()"
+            room = path[len(ROOM_PAGE_PREFIX):] if path.startswith(ROOM_PAGE_PREFIX) else None
+            if room and "/" not in room:
+                # /r/NAME is the page of room NAME: the page reads the room from its URL.
+                request = dataclasses.replace(request, path="/")
             response = await self._static.respond(request)
         if request.method == "HEAD":
             # Same headers, Content-Length included, and no body.
             response = dataclasses.replace(response, body=b"")
         return response
 
-    # Connections
+    def health(self) -> dict[str, object]:
+        """The body of ``/healthz``; with a token, nothing a stranger should learn."""
+        if self.config.token is not None:
+            return {"status": "ok"}
+        return {"status": "ok", "users": self.core.online}
+
+    # Connections, and room for them
 
     def _client_of(self, connection: SignalingConnection) -> Client:
         if connection.client is None:
-            connection.client = Client(connection, self.config.message_burst,
-                                       asyncio.get_running_loop().time())
+            now = asyncio.get_running_loop().time()
+            client = connection.client = Client(connection, self.config.message_burst, now)
+            self._pending[client] = now
         return connection.client
+
+    def _room_for_one_more(self) -> bool:
+        """Whether a new WebSocket may open; makes room by closing an idle one if needed.
+
+        Clients not logged in may hold ``extra_connections`` slots, never the
+        ``max_users`` slots of logged-in users. When those are all taken, the
+        oldest connection that has been open without logging in for longer than
+        ``pending_grace`` seconds is closed for the newcomer: a client that logs
+        in right after connecting (as every client does) always gets a chance.
+        """
+        if (len(self._pending) < self.config.extra_connections
+                and self.open_connections < self.max_connections):
+            return True
+        oldest = next(iter(self._pending.items()), None)
+        if oldest is None:
+            return False
+        client, since = oldest
+        if asyncio.get_running_loop().time() - since < self.config.pending_grace:
+            return False
+        logger.info("closing %s: connections waiting to log in are at their limit",
+                    client.label)
+        self._stop_waiting(client, "too many connections waiting to log in")
+        return True
+
+    def _stop_waiting(self, client: Client, reason: str) -> None:
+        self._pending.pop(client, None)
+        self.close_client(client, CloseCode.POLICY_VIOLATION, reason)
+
+    def connection_ended(self) -> None:
+        self._ended_connections += 1
+
+    def _sweep(self) -> None:
+        """Housekeeping, every :data:`SWEEP_INTERVAL`: login deadline, idle connections, GC."""
+        loop = asyncio.get_running_loop()
+        self._sweeper = loop.call_later(SWEEP_INTERVAL, self._sweep)
+        now = loop.time()
+        config = self.config
+        deadline = now - config.login_timeout
+        idle_since = now - config.pending_grace
+        idle_per_address: dict[str, list[Client]] = {}
+        for client, since in list(self._pending.items()):
+            if since > idle_since:
+                break  # the rest are younger still
+            if client.name is not None or client.closing:
+                self._pending.pop(client, None)
+            elif since <= deadline:
+                logger.info("closing %s: no login within %g s", client.label,
+                            config.login_timeout)
+                self._stop_waiting(client, "login timeout")
+            else:
+                idle_per_address.setdefault(client.host, []).append(client)
+        for clients in idle_per_address.values():
+            for client in clients[:max(0, len(clients) - config.max_idle_per_ip)]:
+                logger.info("closing %s: too many connections from one address "
+                            "without a login", client.label)
+                self._stop_waiting(client, "too many connections without a login")
+        ended = self._ended_connections
+        if ended >= GC_AFTER_CONNECTIONS or (
+                ended and now - self._last_collection >= GC_MAX_INTERVAL):
+            self._ended_connections = 0
+            self._last_collection = now
+            collected = gc.collect()
+            logger.debug("garbage collection after %d connections: %d objects", ended,
+                         collected)
 
     async def handle(self, connection: ServerConnection) -> None:
         """websockets' handler: frames arrive through :meth:`receive_frame`; wait for the end."""
@@ -354,45 +491,65 @@ class SignalingServer:
             self.close_client(client, CloseCode.INTERNAL_ERROR, "internal error")
 
     def receive(self, client: Client, data: str | bytes) -> None:
-        """Act on one message from ``client``: every rule of PROTOCOL.md 1.3 starts here."""
-        if not self._within_rate(client):
-            logger.info("closing %s: message rate limit exceeded", client.label)
-            self.close_client(client, CloseCode.POLICY_VIOLATION, "message rate limit exceeded")
-            return
-        try:
-            message = parse_client_message(data)
-        except InvalidLogin as error:
-            if self._may_try_login(client):
-                self._refuse_login(client, str(error))
-            return
-        except InvalidMessage as error:
-            self.refuse(client, str(error))
-            return
-        if isinstance(message, Relay):
-            self._relay(client, message)
-        elif isinstance(message, IceServersRequest):
-            self._ice_servers(client)
+        """Hand one message from ``client`` to the core and carry out its actions."""
+        self.execute(self.core.receive(client, data, asyncio.get_running_loop().time()))
+
+    def execute(self, actions: Sequence[Action]) -> None:
+        """Carry out the core's actions, in order."""
+        for action in actions:
+            if type(action) is Deliver:
+                sender: str = action.conn.name  # type: ignore[assignment]
+                if not self.presence.deliver(action.room, action.target, sender, action.kind,
+                                             action.session, action.payload):
+                    self.execute(self.core.undeliverable(action.conn, action.target))
+                elif logger.isEnabledFor(logging.DEBUG):
+                    logger.debug("%s %s -> %s", action.kind, shown(quote(sender)),
+                                 shown(quote(action.target)))
+            elif type(action) is Send:
+                self.write(action.conn, text_frame(action.payload))  # type: ignore[arg-type]
+            elif isinstance(action, Claim):
+                self._claim(cast(Client, action.conn), action.room, action.name)
+            elif isinstance(action, Release):
+                self.local.pop(cast(Client, action.conn), None)
+                self.presence.release(action.conn, action.room, action.name, action.partners)
+            elif isinstance(action, Close):
+                self.close_client(cast(Client, action.conn), CloseCode(action.code),
+                                  action.reason)
+
+    def _claim(self, client: Client, room: str, name: str) -> None:
+        answer = self.presence.claim(client, room, name)
+        if inspect.isawaitable(answer):
+            self._spawn(self._claim_later(client, room, name, answer))
         else:
-            self._login(client, message)
+            self._claimed(client, room, name, cast(ClaimAnswer, answer))
+
+    async def _claim_later(self, client: Client, room: str, name: str,
+                           answer: Awaitable[ClaimAnswer]) -> None:
+        self._claimed(client, room, name, await answer)
+
+    def _claimed(self, client: Client, room: str, name: str, answer: ClaimAnswer) -> None:
+        users, reason = answer
+        if client.closing or client.connection.protocol.state is not State.OPEN:
+            # Gone while the claim was out: give the name back at once.
+            client.claiming = False
+            if users is not None:
+                self.presence.release(client, room, name, ())
+            return
+        actions = self.core.claimed(client, room, name, users, reason)
+        if users is not None:
+            self._pending.pop(client, None)
+            self.local[client] = None
+        self.execute(actions)
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def disconnect(self, client: Client) -> None:
-        """Free the name of a closed connection; tell its peers and everyone else."""
-        name = client.name
-        if name is None or self.users.get(name) is not client:
-            return
-        del self.users[name]
-        client.name = None
-        logger.info("offline %s (%d online)", quote(name), len(self.users))
-        for peer, session in client.sessions:
-            if peer is client or peer.name is None or self.users.get(peer.name) is not peer:
-                continue
-            peer.sessions.pop((client, session), None)
-            self.send(peer, Relayed("leave", name, None, session or None))
-        client.sessions.clear()
-        if name in self.unlisted:
-            self.unlisted.discard(name)
-        else:
-            self.broadcast(self.users.values(), Updata("offline", name))
+        """Free the name of a closed connection; the backend tells its partners and the room."""
+        self._pending.pop(client, None)
+        self.execute(self.core.closed(client))
 
     def close_client(self, client: Client, code: CloseCode, reason: str) -> None:
         """Close ``client``'s connection and log it out now, whatever its socket does.
@@ -405,11 +562,8 @@ class SignalingServer:
         # What was already queued (the error that explains the close) goes first.
         self.flush((client,))
         client.closing = True
-        loop = asyncio.get_running_loop()
-        task = loop.create_task(self._close(client.connection, code, reason))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-        loop.call_soon(self.disconnect, client)
+        self._spawn(self._close(client.connection, code, reason))
+        asyncio.get_running_loop().call_soon(self.disconnect, client)
 
     async def _close(self, connection: ServerConnection, code: CloseCode, reason: str) -> None:
         # A client that does not read leaves close() waiting to write: abort it then.
@@ -419,18 +573,34 @@ class SignalingServer:
         except TimeoutError:
             connection.transport.abort()
 
+    # What the presence backend asks of the server (PresenceSink)
+
+    def deliver_local(self, client: Conn, payload: bytes, sender: str, kind: str,
+                      session: str | None) -> None:
+        self.write(client, text_frame(payload))  # type: ignore[arg-type]
+        self.core.delivered(client, sender, kind, session)
+
+    def partner_gone(self, client: Conn, name: str) -> None:
+        self.execute(self.core.partner_gone(client, name))
+
+    def evict(self, client: Conn, reason: str) -> None:
+        logger.warning("closing %s: %s", client.label, reason)
+        self.close_client(cast(Client, client), CloseCode.TRY_AGAIN_LATER, reason)
+
     # Output
 
-    def write(self, client: Client, frame: bytes, *, urgent: bool = True) -> None:
+    def write(self, client: Client, frame: bytes, *,  # type: ignore[override]
+              urgent: bool = True) -> None:
         """Queue a complete WebSocket frame for ``client``.
 
         Urgent frames leave at the end of the current event loop iteration,
         the others (presence broadcasts) within :data:`PRESENCE_DELAY`, or with
         the next urgent frame to the same client. Each client's frames leave
         in order, in one write per flush: a login storm then costs a few
-        system calls per client, not one per login.
+        system calls per client, not one per login. An empty frame (the
+        presence frame of an unlisted name) writes nothing.
         """
-        if client.closing:
+        if client.closing or not frame:
             return
         outbox = client.outbox
         if urgent:
@@ -471,142 +641,3 @@ class SignalingServer:
             if transport.get_write_buffer_size() > limit:
                 logger.info("closing %s: not reading its messages", client.label)
                 self.close_client(client, CloseCode.POLICY_VIOLATION, "send queue overflow")
-
-    def send(self, client: Client, message: Message) -> None:
-        self.write(client, text_frame(encode(message)))
-
-    def broadcast(self, clients: Iterable[Client], message: Message) -> None:
-        """Send a presence update (``updata``) to ``clients``, encoded once."""
-        frame = text_frame(encode(message))
-        write = self.write
-        for client in clients:
-            write(client, frame, urgent=False)
-
-    def refuse(self, client: Client, reason: str) -> None:
-        logger.info("refused from %s: %s", client.label, reason)
-        self.send(client, Error(reason))
-
-    # Rules
-
-    def _within_rate(self, client: Client) -> bool:
-        """Token bucket: ``message_rate`` per second sustained, ``message_burst`` at once."""
-        now = asyncio.get_running_loop().time()
-        config = self.config
-        client.allowance = min(
-            float(config.message_burst),
-            client.allowance + (now - client.last_message) * config.message_rate,
-        )
-        client.last_message = now
-        if client.allowance < 1.0:
-            return False
-        client.allowance -= 1.0
-        return True
-
-    def _refuse_login(self, client: Client, reason: str) -> None:
-        logger.info("refused login from %s: %s", client.label, reason)
-        self.send(client, LoginResult(False, reason))
-
-    def _may_try_login(self, client: Client) -> bool:
-        """Count a login attempt; close a client that guesses names or tokens too often."""
-        client.login_attempts += 1
-        if client.login_attempts > self.config.max_login_attempts:
-            logger.info("closing %s: too many login attempts", client.label)
-            self.close_client(client, CloseCode.POLICY_VIOLATION, "too many login attempts")
-            return False
-        return True
-
-    def _login(self, client: Client, login: Login) -> None:
-        if not self._may_try_login(client):
-            return
-        if client.name is not None:
-            self._refuse_login(client, f"already logged in as {quote(client.name)}")
-            return
-        token = self.config.token
-        if token is not None:
-            if login.token is None:
-                self._refuse_login(client, "this server requires an access token")
-                return
-            if not hmac.compare_digest(login.token.encode(), token.encode()):
-                self._refuse_login(client, "wrong access token")
-                return
-        name = login.name
-        if name in self.users:
-            self._refuse_login(client, f"name {quote(name)} is already taken")
-            return
-        if len(self.users) >= self.config.max_users:
-            self._refuse_login(client, f"server is full ({self.config.max_users} users)")
-            return
-        if is_code_name(name):  # code mode's one-time names are never listed
-            self.unlisted.add(name)
-        else:
-            self.broadcast(self.users.values(), Updata("login", name))
-        self.users[name] = client
-        client.name = name
-        logger.info("login %s from %s (%d online)", quote(name), client.address, len(self.users))
-        extras = self.config.login_reply_extras
-        if extras is None:
-            self.send(client, LoginResult(True))
-        else:
-            reply = {"type": "login", "success": True, **extras(name)}
-            self.write(client, text_frame(json.dumps(reply).encode()))
-        listed = tuple(self.users) if not self.unlisted else tuple(
-            user for user in self.users if user == name or user not in self.unlisted)
-        self.send(client, UserList(listed))
-
-    def _ice_servers(self, client: Client) -> None:
-        """ext ``iceservers``: fresh ICE servers (TURN credentials) for a logged-in client."""
-        extras = self.config.login_reply_extras
-        if client.name is None or extras is None:
-            self.refuse(client, "not logged in" if client.name is None
-                        else "this server hands out no ICE servers")
-            return
-        reply = {"type": "iceservers", "iceServers": extras(client.name).get("iceServers", [])}
-        self.write(client, text_frame(json.dumps(reply).encode()))
-
-    def _relay(self, client: Client, relay: Relay) -> None:
-        sender = client.name
-        if sender is None:
-            self.refuse(client, "not logged in")
-            return
-        target = self.users.get(relay.othername)
-        if target is None:
-            self.refuse(client, f"user {quote(relay.othername)} is not online")
-            return
-        try:
-            payload = encode(Relayed(relay.type, sender, relay.payload, relay.session))
-        except InvalidMessage as error:
-            self.refuse(client, str(error))
-            return
-        if len(payload) > MAX_FRAME_BYTES:
-            # Stamping the sender's name may push a frame just under the limit over it.
-            self.refuse(client, f"message too large to relay (limit {MAX_FRAME_BYTES} bytes)")
-            return
-        self.write(target, text_frame(payload))
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("%s %s -> %s", relay.type, quote(sender), quote(relay.othername))
-        session = relay.session or NO_SESSION
-        if relay.type == "leave":
-            self._forget_sessions(client, target, relay.session)
-        elif target is not client:
-            self._track_session(client, target, session)
-            self._track_session(target, client, session)
-
-    def _track_session(self, owner: Client, peer: Client, session: str) -> None:
-        key = (peer, session)
-        sessions = owner.sessions
-        if key in sessions:
-            return
-        sessions[key] = None
-        if len(sessions) > self.config.max_sessions:
-            # Bounded memory beats a complete record: the oldest pair gets no leave.
-            del sessions[next(iter(sessions))]
-
-    def _forget_sessions(self, client: Client, peer: Client, session: str | None) -> None:
-        if session is not None:
-            client.sessions.pop((peer, session), None)
-            peer.sessions.pop((client, session), None)
-            return
-        for owner, other in ((client, peer), (peer, client)):
-            for key in [key for key in owner.sessions if key[0] is other]:
-                del owner.sessions[key]
-

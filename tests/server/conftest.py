@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -134,3 +134,63 @@ async def logged_in(server: SignalingServer, peer_factory: PeerFactory
         return peer
 
     return log_in
+
+
+# -- the same rules on two instances sharing Redis -----------------------------
+
+from redis_support import RedisServer, redis_available, running_redis  # noqa: E402
+
+needs_redis = pytest.mark.skipif(not redis_available(), reason="redis-server is not installed")
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One redis-server for the session; every test that uses it starts from FLUSHALL."""
+    with running_redis(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    redis_server.flush()
+    return redis_server.url
+
+
+class Cluster:
+    """Several instances sharing one Redis; each new client goes to the next instance."""
+
+    def __init__(self, instances: list[SignalingServer]) -> None:
+        self.instances = instances
+        self._turn = 0
+
+    @property
+    def url(self) -> str:
+        instance = self.instances[self._turn % len(self.instances)]
+        self._turn += 1
+        return instance.url
+
+    @property
+    def users(self) -> dict[str, Any]:
+        merged: dict[str, Any] = {}
+        for instance in self.instances:
+            merged.update(instance.users)
+        return merged
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=needs_redis)])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def start_deployment(backend: str, start_server: ServerFactory,
+                           request: pytest.FixtureRequest) -> Callable[..., Awaitable[Any]]:
+    """``await start_deployment(**overrides)``: one in-memory server, or two on Redis."""
+
+    async def start(**overrides: Any) -> Any:
+        if backend == "memory":
+            return await start_server(**overrides)
+        url = request.getfixturevalue("redis_url")
+        return Cluster([await start_server(redis_url=url, **overrides) for _ in range(2)])
+
+    return start

@@ -167,17 +167,25 @@ async def test_repeated_origin_headers_are_a_bad_request(server):
 
 
 async def test_connections_beyond_the_limit_get_503(start_server, peer_factory):
-    server = await start_server(max_users=1, extra_connections=1)
+    server = await start_server(max_users=1, extra_connections=1, pending_grace=0.3)
     first = await peer_factory(server)
-    await peer_factory(server)
+    await first.login("first")
+    waiting = await peer_factory(server)
+    # The one slot for clients not logged in is taken by a young connection: 503.
     with pytest.raises(InvalidStatus) as refused:
         await peer_factory(server)
     assert refused.value.response.status_code == 503
+    # Once it has waited past the grace period, a newcomer takes its place.
+    await asyncio.sleep(0.5)
+    late = await peer_factory(server)
+    assert await waiting.closed() == (1008, "too many connections waiting to log in")
+    await late.send({"type": "login", "name": "late"})
+    reply = await late.recv()
+    assert reply["success"] is False and "server is full" in reply["message"]
     await first.close()
     await first.connection.wait_closed()
-    # A slot is free again once a connection has closed.
     for _ in range(100):
-        if server.open_connections < 2:
+        if not server.users:
             break
         await asyncio.sleep(0.01)
-    assert await (await peer_factory(server)).login("late") == ["late"]
+    assert await late.login("late") == ["late"]

@@ -1,8 +1,18 @@
-"""Every server rule of PROTOCOL.md 1.3 (and docs/protocol.md), over real WebSockets."""
+"""Every server rule of PROTOCOL.md 1.3 (and docs/protocol.md), over real WebSockets.
+
+Each test runs twice (the ``backend`` fixture): against one in-memory server, and
+against two instances sharing a real redis-server, the clients alternating
+between the instances.
+"""
 
 from __future__ import annotations
 
 import pytest
+
+
+@pytest.fixture
+async def server(start_deployment):  # type: ignore[no-untyped-def]
+    return await start_deployment()
 
 OFFER = {"type": "offer", "sdp": "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\n"}
 ANSWER = {"type": "answer", "sdp": "v=0\r\no=- 3 4 IN IP4 127.0.0.1\r\n"}
@@ -215,8 +225,8 @@ async def test_leave_without_session_ends_every_session_of_the_pair(server, logg
     await alice.sync()
 
 
-async def test_tracked_sessions_are_capped_per_connection(start_server, peer_factory):
-    server = await start_server(max_sessions=3)
+async def test_tracked_sessions_are_capped_per_connection(start_deployment, peer_factory):
+    server = await start_deployment(max_sessions=3)
     alice = await peer_factory(server)
     await alice.login("alice")
     bob = await peer_factory(server)
@@ -262,8 +272,8 @@ async def test_wrong_field_types_get_a_precise_error(server, logged_in, message,
     await bob.sync()
 
 
-async def test_token_is_required_when_configured(start_server, peer_factory):
-    server = await start_server(token="s3cret")
+async def test_token_is_required_when_configured(start_deployment, peer_factory):
+    server = await start_deployment(token="s3cret")
     peer = await peer_factory(server)
     await peer.send({"type": "login", "name": "alice"})
     assert await peer.recv() == {"type": "login", "success": False,
@@ -277,6 +287,7 @@ async def test_token_is_required_when_configured(start_server, peer_factory):
 
 
 async def test_max_users(start_server, peer_factory):
+    # --max-users counts the users of one instance: tested on one in-memory server.
     server = await start_server(max_users=2)
     first = await peer_factory(server)
     await first.login("first")
@@ -304,4 +315,30 @@ async def test_relaying_to_oneself_works_and_leaves_no_trace(server, logged_in):
     await alice.recv()
     await alice.close()
     assert await bob.recv() == {"type": "updata", "action": "offline", "name": "alice"}
+    await bob.sync()
+
+
+async def test_unlisted_names_are_never_listed_nor_announced(server, peer_factory):
+    """docs/protocol.md, "Unlisted names": `rtcxfer users` looking at the list (and code
+    mode waiting) does not show up to everyone as a user coming and going."""
+    alice = await peer_factory(server)
+    assert await alice.login("alice") == ["alice"]
+    probe = await peer_factory(server)
+    # Its own userlist includes it (PROTOCOL.md); nobody else hears of it.
+    assert await probe.login("rtcxfer-users-0123456789abcdef") == [
+        "alice", "rtcxfer-users-0123456789abcdef"]
+    bob = await peer_factory(server)
+    assert await bob.login("bob") == ["alice", "bob"]
+    assert await alice.recv() == {"type": "updata", "action": "login", "name": "bob"}
+    await probe.close()
+    # Relays still reach an unlisted name while it is online.
+    waiting = await peer_factory(server)
+    await waiting.login("rtcxfer-code-42")
+    await bob.send({"type": "candidate", "name": "bob", "othername": "rtcxfer-code-42",
+                    "candidate": None})
+    assert await waiting.recv() == {"type": "candidate", "name": "bob", "candidate": None}
+    await waiting.close()
+    # Its partner still gets its leave (PROTOCOL.md 1.3), but no updata.
+    assert await bob.recv() == {"type": "leave", "name": "rtcxfer-code-42"}
+    await alice.sync()  # no updata for the probe or the code name, in or out
     await bob.sync()

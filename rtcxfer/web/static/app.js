@@ -4,7 +4,7 @@
 // RTCPeerConnection per (peer, session)) and transfer.js (rtcxfer/1); this
 // module only wires them to the DOM and turns every failure into a message.
 
-import { defaultSignalingUrl, SignalingClient } from "./signaling.js";
+import { defaultSignalingUrl, roomFromLocation, SignalingClient } from "./signaling.js";
 import {
   CloseReason,
   describePath,
@@ -28,6 +28,7 @@ const byId = (id) => document.getElementById(id);
 const ui = {
   status: byId("status"),
   whoami: byId("whoami"),
+  room: byId("room"),
   logoutButton: byId("logout-button"),
   loginSection: byId("login-section"),
   loginForm: byId("login-form"),
@@ -203,8 +204,9 @@ async function login(event) {
   ui.loginButton.disabled = true;
   setStatus(`logging in as ${name}…`);
   const signaling = new SignalingClient(defaultSignalingUrl());
+  const room = roomFromLocation();
   try {
-    await signaling.login(name);
+    await signaling.login(name, room);
   } catch (error) {
     setStatus(error.message, "error");
     ui.loginButton.disabled = false;
@@ -216,6 +218,8 @@ async function login(event) {
   renderUsers(signaling.users());
   ui.whoami.textContent = name;
   ui.whoami.hidden = false;
+  ui.room.textContent = room === null ? "" : `room: ${room}`;
+  ui.room.hidden = room === null;
   ui.logoutButton.hidden = false;
   ui.loginSection.hidden = true;
   ui.appSection.hidden = false;
@@ -850,8 +854,21 @@ function onServerError(text) {
 
 // ---------------------------------------------------------------- start-up
 
+/** Show the room this page logs in to (from its URL), or nothing for the default room. */
+function showRoom() {
+  const room = roomFromLocation();
+  ui.room.textContent = room === null ? "" : `room: ${room}`;
+  ui.room.hidden = room === null;
+}
+
 function start() {
   ui.loginName.value = rememberedName();
+  showRoom();
+  window.addEventListener("hashchange", () => {
+    if (state.signaling === null) {
+      showRoom();
+    }
+  });
   ui.loginForm.addEventListener("submit", login);
   ui.logoutButton.addEventListener("click", logout);
   ui.fileInput.addEventListener("change", () => chooseFiles(filesFromInput(ui.fileInput)));

@@ -35,6 +35,26 @@ export function defaultSignalingUrl(location = window.location) {
   return `${scheme}//${location.host}/`;
 }
 
+/**
+ * The room this page is for (docs/protocol.md, ext field `room`), from its URL:
+ * `/#room=NAME` or `/r/NAME`; null for the default room.
+ */
+export function roomFromLocation(location = window.location) {
+  const hash = new URLSearchParams(location.hash.replace(/^#/, ""));
+  let room = hash.get("room");
+  if (room === null) {
+    const match = /^\/r\/([^/]+)\/?$/.exec(location.pathname);
+    if (match !== null) {
+      try {
+        room = decodeURIComponent(match[1]);
+      } catch {
+        room = null;
+      }
+    }
+  }
+  return room === null || room === "" ? null : room;
+}
+
 export class SignalingClient extends EventTarget {
   constructor(url) {
     super();
@@ -66,7 +86,7 @@ export class SignalingClient extends EventTarget {
   }
 
   /** Connect and claim `name`; resolves with the online names, rejects with a named error. */
-  login(name) {
+  login(name, room = null) {
     if (this.socket !== null) {
       return Promise.reject(new Error("this signaling client is already connected"));
     }
@@ -84,7 +104,11 @@ export class SignalingClient extends EventTarget {
       }, LOGIN_TIMEOUT_MS);
       this.pendingLogin = { name, resolve, reject, timer, loggedIn: false };
       socket.addEventListener("open", () => {
-        socket.send(JSON.stringify({ type: "login", name }));
+        const message = { type: "login", name };
+        if (room !== null) {
+          message.room = room;
+        }
+        socket.send(JSON.stringify(message));
       });
       socket.addEventListener("message", (event) => this.onFrame(event.data));
       socket.addEventListener("close", () => this.onClose());
