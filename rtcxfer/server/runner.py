@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import ipaddress
 import logging
 import resource
 import signal
 import ssl
+import sys
+import urllib.parse
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -108,10 +111,14 @@ def serve_main(config: ServerConfig) -> None:
         # A wildcard listener: every interface address, for people on other machines.
         port = int(ws_url.rsplit(":", 1)[1])
         tls = config.ssl_context is not None
+        pages = [page_url]
         for url in listening_urls(config.host, port, tls=tls):
             if url != ws_url:
                 print(url, flush=True)
-                print(f"open {url.replace('ws', 'http', 1)}/ in a browser", flush=True)
+                pages.append(f"{url.replace('ws', 'http', 1)}/")
+                print(f"open {pages[-1]} in a browser", flush=True)
+        if sys.stdout.isatty():
+            print_qr_code(phone_url(pages, config.token), token=config.token is not None)
 
     tune_garbage_collector()
     limit = raise_file_limit()
@@ -119,3 +126,38 @@ def serve_main(config: ServerConfig) -> None:
     if limit < config.max_users + 64:
         logger.warning("open file limit %d is below --max-users %d", limit, config.max_users)
     run_on_fastest_loop(lambda: serve_until_signalled(config, announce))
+
+
+def phone_url(pages: list[str], token: str | None) -> str:
+    """The page address a phone on the LAN can open: the first that is not loopback
+    (else the first), carrying the access token in its fragment (never sent to a
+    server: the page reads it and remembers it)."""
+    remote = [url for url in pages if not _is_loopback_url(url)]
+    url = (remote or pages)[0]
+    return url + "#token=" + urllib.parse.quote(token, safe="") if token else url
+
+
+def _is_loopback_url(url: str) -> bool:
+    host = urllib.parse.urlsplit(url).hostname or ""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def qr_code_text(url: str) -> str:
+    """``url`` as a QR code drawn with block characters (two modules per line)."""
+    import io
+
+    import segno
+
+    drawing = io.StringIO()
+    segno.make(url, error="m").terminal(out=drawing, compact=True)
+    return drawing.getvalue()
+
+
+def print_qr_code(url: str, *, token: bool) -> None:
+    """On a terminal: the page's address as a QR code, for a phone to scan."""
+    print(f"scan to open {url.split('#', 1)[0]} on a phone"
+          + (" (the code carries the access token)" if token else "") + ":", flush=True)
+    print(qr_code_text(url), end="", flush=True)

@@ -4,7 +4,9 @@
 // RTCPeerConnection per (peer, session)) and transfer.js (rtcxfer/1); this
 // module only wires them to the DOM and turns every failure into a message.
 
-import { defaultSignalingUrl, roomFromLocation, SignalingClient } from "./signaling.js";
+import {
+  defaultSignalingUrl, pageToken, rememberToken, roomFromLocation, SignalingClient,
+} from "./signaling.js";
 import {
   CloseReason,
   describePath,
@@ -33,6 +35,7 @@ const ui = {
   loginSection: byId("login-section"),
   loginForm: byId("login-form"),
   loginName: byId("login-name"),
+  loginToken: byId("login-token"),
   loginButton: byId("login-button"),
   appSection: byId("app-section"),
   userList: byId("user-list"),
@@ -205,8 +208,10 @@ async function login(event) {
   setStatus(`logging in as ${name}…`);
   const signaling = new SignalingClient(defaultSignalingUrl());
   const room = roomFromLocation();
+  const token = ui.loginToken.value;
   try {
-    await signaling.login(name, room);
+    await signaling.login(name, room, token === "" ? null : token);
+    rememberToken(token === "" ? null : token);
   } catch (error) {
     setStatus(error.message, "error");
     ui.loginButton.disabled = false;
@@ -863,6 +868,7 @@ function showRoom() {
 
 function start() {
   ui.loginName.value = rememberedName();
+  ui.loginToken.value = pageToken() ?? "";
   showRoom();
   window.addEventListener("hashchange", () => {
     if (state.signaling === null) {

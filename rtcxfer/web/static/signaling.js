@@ -55,6 +55,46 @@ export function roomFromLocation(location = window.location) {
   return room === null || room === "" ? null : room;
 }
 
+const TOKEN_STORAGE_KEY = "rtcxfer.token";
+
+/**
+ * The server's access token (`rtcxfer serve --token`), if the page has one: taken
+ * from the URL fragment (`#token=...`, e.g. from the QR code `serve` prints), then
+ * remembered in this browser and removed from the address bar (so it is not shared
+ * by copying the address); else the one remembered; else null.
+ */
+export function pageToken(location = window.location, storage = window.localStorage) {
+  const hash = new URLSearchParams(location.hash.replace(/^#/, ""));
+  const fromUrl = hash.get("token");
+  if (fromUrl !== null && fromUrl !== "") {
+    rememberToken(fromUrl, storage);
+    hash.delete("token");
+    const rest = hash.toString();
+    if (typeof history !== "undefined" && location === window.location) {
+      history.replaceState(null, "", location.pathname + location.search + (rest ? `#${rest}` : ""));
+    }
+    return fromUrl;
+  }
+  try {
+    return storage.getItem(TOKEN_STORAGE_KEY);
+  } catch {
+    return null;
+  }
+}
+
+/** Remember `token` for the next visits (or forget it: null or ""). */
+export function rememberToken(token, storage = window.localStorage) {
+  try {
+    if (token === null || token === "") {
+      storage.removeItem(TOKEN_STORAGE_KEY);
+    } else {
+      storage.setItem(TOKEN_STORAGE_KEY, token);
+    }
+  } catch {
+    // Storage refused (private mode): the token works for this visit only.
+  }
+}
+
 export class SignalingClient extends EventTarget {
   constructor(url) {
     super();
@@ -86,7 +126,7 @@ export class SignalingClient extends EventTarget {
   }
 
   /** Connect and claim `name`; resolves with the online names, rejects with a named error. */
-  login(name, room = null) {
+  login(name, room = null, token = pageToken()) {
     if (this.socket !== null) {
       return Promise.reject(new Error("this signaling client is already connected"));
     }
@@ -107,6 +147,9 @@ export class SignalingClient extends EventTarget {
         const message = { type: "login", name };
         if (room !== null) {
           message.room = room;
+        }
+        if (token !== null && token !== "") {
+          message.token = token;
         }
         socket.send(JSON.stringify(message));
       });
