@@ -432,10 +432,11 @@ class _Receiver2:
             if failure is None:
                 self.landed += 1
             saved_as = None
-            if (failure is None and path is not None and entry is not None
-                    and path.name != entry.name.rsplit("/", 1)[-1]):
-                saved_as = path.name
-                renamed.append((index, saved_as))
+            if failure is None and path is not None and entry is not None:
+                folder, _, leaf = entry.name.rpartition("/")
+                if path.name != leaf:  # relative to the download folder, as on the wire
+                    saved_as = f"{folder}/{path.name}" if folder else path.name
+                    renamed.append((index, saved_as))
             if entry is not None:
                 self.observer.file_finished(index, entry.as_file_entry(), failure is None,
                                             failure, path, saved_as=saved_as,
