@@ -65,6 +65,8 @@ class FastSctpTransport(RTCSctpTransport):
         # rescheduled every time.
         self._t3_deadline: float | None = None
         self._t3_timer: asyncio.TimerHandle | None = None
+        # SACKs handled by the fast path's own code: proof that the override runs.
+        self.fast_sacks = 0
 
     # ------------------------------------------------------------------ receiver
 
@@ -154,6 +156,7 @@ class FastSctpTransport(RTCSctpTransport):
         if uint32_gt(self._last_sacked_tsn, cumulative_tsn):
             return
 
+        self.fast_sacks += 1
         received_time = time.time()
         self._last_sacked_tsn = cumulative_tsn
         self._peer_rwnd = chunk.advertised_rwnd
