@@ -1,0 +1,191 @@
+"""Transfers across emulated wide-area paths (rtcxfer/fastpath/linkemu.py), not timed.
+
+Sender and receiver run rtcxfer's real transfer path in two processes
+(tests/fastpath/peer_process.py); the test process runs the link emulator between them
+and rewrites the candidates they exchange so that each sees the relay as the other.
+Only completion and the bytes are checked: throughput is bench/wan.py's business.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rtcxfer.fastpath.linkemu import Conditions, Link, Relay, route_candidates, start_relay
+
+PEER = Path(__file__).with_name("peer_process.py")
+RUN_TIMEOUT = 170.0
+MIB = 1024 * 1024
+
+
+async def read_json(process: asyncio.subprocess.Process) -> dict[str, Any]:
+    assert process.stdout is not None
+    line = await process.stdout.readline()
+    if not line:
+        assert process.stderr is not None
+        error = (await process.stderr.read()).decode(errors="replace")
+        raise AssertionError(f"peer exited early:\n{error[-3000:]}")
+    message: dict[str, Any] = json.loads(line)
+    return message
+
+
+async def write_json(process: asyncio.subprocess.Process, message: dict[str, Any]) -> None:
+    assert process.stdin is not None
+    process.stdin.write(json.dumps(message).encode() + b"\n")
+    await process.stdin.drain()
+
+
+async def transfer_through(relay: Relay, source: Path, folder: Path, *,
+                           sender_stock: bool = False,
+                           receiver_stock: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+    pipes: dict[str, Any] = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE,
+                             "stderr": subprocess.PIPE}
+    receiver = await asyncio.create_subprocess_exec(
+        sys.executable, str(PEER), "receive", str(folder),
+        *(["--stock"] if receiver_stock else []), **pipes)
+    sender = await asyncio.create_subprocess_exec(
+        sys.executable, str(PEER), "send", str(source),
+        *(["--stock"] if sender_stock else []), **pipes)
+    try:
+        async with asyncio.timeout(RUN_TIMEOUT):
+            offer = await read_json(sender)
+            offer["sdp"], address = route_candidates(offer["sdp"], relay.b_address)
+            relay.set_peer_a(address)
+            await write_json(receiver, offer)
+            answer = await read_json(receiver)
+            answer["sdp"], address = route_candidates(answer["sdp"], relay.a_address)
+            relay.set_peer_b(address)
+            await write_json(sender, answer)
+            sent = (await read_json(sender))["result"]
+            received = (await read_json(receiver))["result"]
+            await sender.wait()
+            await receiver.wait()
+            return sent, received
+    finally:
+        for process in (sender, receiver):
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+
+
+def payload(tmp_path: Path, size: int) -> Path:
+    source = tmp_path / "payload.bin"
+    source.write_bytes(os.urandom(size))
+    return source
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+async def check_transfer(tmp_path: Path, conditions: Conditions, size: int,
+                         **sides: bool) -> Relay:
+    source = payload(tmp_path, size)
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    relay = await start_relay(conditions, seed=11)
+    try:
+        sent, received = await transfer_through(relay, source, folder, **sides)
+    finally:
+        relay.close()
+    assert sent["ok"] and received["ok"], (sent, received)
+    assert sent["bytes"] == received["bytes"] == size
+    assert sha256(folder / source.name) == sha256(source)
+    # The bytes really crossed the emulated link.
+    assert relay.forward.delivered_bytes > size
+    return relay
+
+
+@pytest.mark.slow
+async def test_fast_path_across_a_200ms_path(tmp_path: Path) -> None:
+    relay = await check_transfer(tmp_path, Conditions(rate=100e6, delay=0.1), 16 * MIB)
+    assert relay.forward.conditions.delay == 0.1
+
+
+@pytest.mark.slow
+async def test_fast_path_across_a_path_losing_2_percent(tmp_path: Path) -> None:
+    relay = await check_transfer(
+        tmp_path, Conditions(rate=100e6, delay=0.025, loss=0.02), 16 * MIB)
+    # The loss was real: a few hundred datagrams of the transfer were dropped.
+    assert relay.forward.lost > 100
+
+
+async def test_fast_sender_to_stock_receiver_across_a_lossy_path(tmp_path: Path) -> None:
+    relay = await check_transfer(
+        tmp_path, Conditions(rate=100e6, delay=0.025, loss=0.005, reorder=0.01),
+        4 * MIB, receiver_stock=True)
+    assert relay.forward.lost > 0
+
+
+async def test_stock_sender_to_fast_receiver_across_a_lossy_path(tmp_path: Path) -> None:
+    relay = await check_transfer(
+        tmp_path, Conditions(rate=100e6, delay=0.025, loss=0.005, reorder=0.01),
+        2 * MIB, sender_stock=True)
+    assert relay.forward.lost > 0
+
+
+async def test_the_emulator_delays_limits_and_drops() -> None:
+    """The emulator itself: one-way delay, rate, drop-tail queue and loss, on loopback."""
+    loop = asyncio.get_running_loop()
+    conditions = Conditions(rate=8e6, delay=0.05, queue_bytes=20_000)
+    forward, backward = Link(conditions, 1), Link(conditions, 2)
+    relay = await Relay(forward, backward).start()
+    arrivals: list[tuple[float, bytes]] = []
+
+    class Receiver(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, addr: Any) -> None:
+            arrivals.append((loop.time(), data))
+
+    a_transport, _ = await loop.create_datagram_endpoint(
+        asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0))
+    b_transport, _ = await loop.create_datagram_endpoint(
+        Receiver, local_addr=("127.0.0.1", 0))
+    try:
+        relay.set_peer_a(a_transport.get_extra_info("sockname"))
+        relay.set_peer_b(b_transport.get_extra_info("sockname"))
+        started = loop.time()
+        # 100 datagrams of 1000 bytes at once: 1 ms each at 8 Mbit/s; the 20 kB queue
+        # holds 20, the rest are dropped.
+        for index in range(100):
+            a_transport.sendto(index.to_bytes(4, "big") + bytes(996), relay.a_address)
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if len(arrivals) >= 20 and loop.time() - arrivals[-1][0] > 0.05:
+                break
+    finally:
+        a_transport.close()
+        b_transport.close()
+        relay.close()
+    assert 19 <= len(arrivals) <= 22
+    assert forward.dropped == 100 - len(arrivals)
+    first_delay = arrivals[0][0] - started
+    assert first_delay >= 0.05
+    # Serialised at the link's rate: the last left about 1 ms x its position later.
+    spread = arrivals[-1][0] - arrivals[0][0]
+    assert spread >= 0.001 * (len(arrivals) - 1) * 0.9
+    assert [int.from_bytes(data[:4], "big") for _, data in arrivals] == sorted(
+        int.from_bytes(data[:4], "big") for _, data in arrivals)
+
+
+def test_route_candidates_keeps_one_loopback_candidate() -> None:
+    sdp = ("v=0\r\n"
+           "a=candidate:1 1 udp 2130706431 10.0.0.5 40000 typ host\r\n"
+           "a=candidate:2 1 udp 2130706431 127.0.0.1 40001 typ host\r\n"
+           "a=candidate:3 1 tcp 1518280447 127.0.0.1 9 typ host tcptype active\r\n"
+           "a=candidate:4 1 udp 1694498815 192.0.2.1 40002 typ srflx raddr 0.0.0.0 rport 0\r\n"
+           "a=end-of-candidates\r\n")
+    rewritten, original = route_candidates(sdp, ("127.0.0.1", 5555))
+    assert original == ("127.0.0.1", 40001)
+    assert rewritten == ("v=0\r\n"
+                         "a=candidate:2 1 udp 2130706431 127.0.0.1 5555 typ host\r\n"
+                         "a=end-of-candidates\r\n")
+    with pytest.raises(ValueError):
+        route_candidates("v=0\r\n", ("127.0.0.1", 5555))
