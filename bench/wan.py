@@ -287,11 +287,11 @@ class Chromium:
         sender, receiver = self.pages
         offer = await sender.evaluate("rtc.offer()")
         if relay is not None:
-            offer, address = route_candidates(offer, relay.b_address)
+            offer, address = route_candidates(offer, relay.b_address, host=None)
             relay.set_peer_a(address)
         answer = await receiver.evaluate("sdp => rtc.answer(sdp)", offer)
         if relay is not None:
-            answer, address = route_candidates(answer, relay.a_address)
+            answer, address = route_candidates(answer, relay.a_address, host=None)
             relay.set_peer_b(address)
         await sender.evaluate("sdp => rtc.accept(sdp)", answer)
         try:

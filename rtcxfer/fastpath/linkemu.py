@@ -372,12 +372,14 @@ _CANDIDATE = re.compile(
 
 
 def route_candidates(sdp: str, relay_address: tuple[str, int],
-                     host: str = "127.0.0.1") -> tuple[str, tuple[str, int]]:
+                     host: str | None = "127.0.0.1") -> tuple[str, tuple[str, int]]:
     """Make ``sdp``'s only candidate the relay's; return it and the peer's real address.
 
-    Keeps the first UDP host candidate on ``host`` with its address and port replaced
-    by ``relay_address``, drops every other candidate line. Raises ValueError if there
-    is none.
+    Keeps one UDP host candidate on ``host`` (or, with ``host=None``, the first IPv4
+    UDP host candidate: Chromium gathers none on 127.0.0.1, only on the machine's own
+    interface addresses, which are delivered locally like loopback) with its address
+    and port replaced by ``relay_address``, and drops every other candidate line.
+    Raises ValueError if there is none.
     """
     lines = sdp.splitlines()
     kept: list[str] = []
@@ -387,15 +389,18 @@ def route_candidates(sdp: str, relay_address: tuple[str, int],
         if match is None:
             kept.append(line)
             continue
+        address = match["address"]
+        wanted = address == host if host is not None else (
+            address.count(".") == 3 and not address.endswith(".local"))
         if (original is None and match["transport"].lower() == "udp"
-                and match["type"] == "host" and match["address"] == host):
-            original = (match["address"], int(match["port"]))
+                and match["type"] == "host" and wanted):
+            original = (address, int(match["port"]))
             kept.append(
                 f"a=candidate:{match['foundation']} {match['component']} {match['transport']} "
                 f"{match['priority']} {relay_address[0]} {relay_address[1]} typ host"
                 f"{match['rest']}")
     if original is None:
-        raise ValueError(f"no UDP host candidate on {host} in the SDP")
+        raise ValueError(f"no UDP host candidate on {host or 'IPv4'} in the SDP")
     text = "\r\n".join(kept)
     return (text + "\r\n" if sdp.endswith(("\n", "\r\n")) else text), original
 

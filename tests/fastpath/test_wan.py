@@ -189,3 +189,140 @@ def test_route_candidates_keeps_one_loopback_candidate() -> None:
                          "a=end-of-candidates\r\n")
     with pytest.raises(ValueError):
         route_candidates("v=0\r\n", ("127.0.0.1", 5555))
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--disable-features=WebRtcHideLocalIpsWithMdns"]
+
+# The page's side: answers an offer (non-trickle), hashes what it receives on the data
+# channel until a text message, replies with the SHA-256, then sends `size` random
+# bytes back, an empty message last.
+PAGE_SCRIPT = """
+window.peer = {
+  chunks: [],
+  async answer(sdp) {
+    const pc = new RTCPeerConnection();
+    this.pc = pc;
+    this.done = new Promise(finished => {
+      pc.ondatachannel = event => {
+        const channel = event.channel;
+        channel.binaryType = "arraybuffer";
+        this.channel = channel;
+        channel.onmessage = async message => {
+          if (typeof message.data === "string") {
+            const blob = new Blob(this.chunks);
+            const digest = await crypto.subtle.digest("SHA-256", await blob.arrayBuffer());
+            channel.send(Array.from(new Uint8Array(digest),
+                                    b => b.toString(16).padStart(2, "0")).join(""));
+            finished();
+            return;
+          }
+          this.chunks.push(message.data);
+        };
+      };
+    });
+    await pc.setRemoteDescription({type: "offer", sdp});
+    await pc.setLocalDescription(await pc.createAnswer());
+    if (pc.iceGatheringState !== "complete") {
+      await new Promise(ready => pc.addEventListener("icegatheringstatechange", () => {
+        if (pc.iceGatheringState === "complete") ready();
+      }));
+    }
+    return pc.localDescription.sdp;
+  },
+  async sendBack(size) {
+    await this.done;
+    const channel = this.channel;
+    const block = new Uint8Array(60000);
+    const parts = [];
+    channel.bufferedAmountLowThreshold = 256 * 1024;
+    for (let sent = 0; sent < size; sent += block.length) {
+      const part = crypto.getRandomValues(new Uint8Array(Math.min(block.length, size - sent)));
+      parts.push(part);
+      if (channel.bufferedAmount > 1024 * 1024) {
+        await new Promise(drained => channel.onbufferedamountlow = drained);
+      }
+      channel.send(part);
+    }
+    channel.send(new ArrayBuffer(0));
+    const digest = await crypto.subtle.digest("SHA-256", await new Blob(parts).arrayBuffer());
+    return Array.from(new Uint8Array(digest), b => b.toString(16).padStart(2, "0")).join("");
+  },
+  close() { this.pc.close(); },
+};
+"""
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is not installed")
+async def test_fast_path_and_chromium_across_a_lossy_path() -> None:
+    """fast -> Chromium and Chromium -> fast through 50 ms RTT, 0.5 % loss, reordering."""
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+    from playwright.async_api import async_playwright
+
+    from rtcxfer import fastpath
+    from rtcxfer.fastpath.sctp import FastSctpTransport
+
+    from .pairs import send_all
+
+    fastpath.enable()
+    relay = await start_relay(
+        Conditions(rate=100e6, delay=0.025, loss=0.005, reorder=0.01), seed=5)
+    outgoing = [os.urandom(60000) for _ in range(70)]  # 4 MB
+    back_size = 2 * 1000 * 1000
+    async with async_playwright() as driver:
+        browser = await driver.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                               args=CHROMIUM_ARGS)
+        pc = RTCPeerConnection()
+        try:
+            page = await browser.new_page()
+            # crypto.subtle needs a secure context: http://localhost is one. Playwright
+            # serves the page itself; nothing listens on port 80.
+            await page.route("http://localhost/", lambda route: route.fulfill(
+                body="<!doctype html><title>peer</title>", content_type="text/html"))
+            await page.goto("http://localhost/")
+            await page.evaluate(PAGE_SCRIPT)
+            channel = pc.createDataChannel("rtcxfer/1")
+            incoming: list[bytes] = []
+            finished: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+            @channel.on("message")
+            def on_message(message: bytes | str) -> None:
+                if isinstance(message, str):
+                    if not finished.done():
+                        finished.set_result(message)
+                elif message:
+                    incoming.append(message)
+                else:
+                    back_done.set()
+
+            back_done = asyncio.Event()
+            opened = asyncio.Event()
+            channel.on("open", opened.set)
+            await pc.setLocalDescription(await pc.createOffer())
+            offer, address = route_candidates(pc.localDescription.sdp, relay.b_address)
+            relay.set_peer_a(address)
+            answer = await page.evaluate("sdp => peer.answer(sdp)", offer)
+            answer, address = route_candidates(answer, relay.a_address, host=None)
+            relay.set_peer_b(address)
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+            assert isinstance(pc.sctp, FastSctpTransport)
+            async with asyncio.timeout(RUN_TIMEOUT):
+                await opened.wait()
+                await send_all(channel, outgoing)
+                channel.send("end")
+                page_digest = await finished
+                assert page_digest == hashlib.sha256(b"".join(outgoing)).hexdigest()
+                sent_back = await page.evaluate("size => peer.sendBack(size)", back_size)
+                await back_done.wait()
+            data = b"".join(incoming)
+            assert len(data) == back_size
+            assert hashlib.sha256(data).hexdigest() == sent_back
+            await page.evaluate("peer.close()")
+        finally:
+            await pc.close()
+            await browser.close()
+            relay.close()
+    assert relay.forward.lost > 0 and relay.backward.lost > 0
