@@ -164,13 +164,16 @@ async def test_the_emulator_delays_limits_and_drops() -> None:
         a_transport.close()
         b_transport.close()
         relay.close()
-    assert 19 <= len(arrivals) <= 22
+    # About 20 fit the queue (more if this process was descheduled while sending and
+    # the queue drained meanwhile); the rest were dropped at its tail, none lost.
+    assert 19 <= len(arrivals) <= 40
     assert forward.dropped == 100 - len(arrivals)
-    first_delay = arrivals[0][0] - started
-    assert first_delay >= 0.05
-    # Serialised at the link's rate: the last left about 1 ms x its position later.
-    spread = arrivals[-1][0] - arrivals[0][0]
-    assert spread >= 0.001 * (len(arrivals) - 1) * 0.9
+    assert forward.lost == 0
+    # Lower bounds only (a loaded machine can only make things later): the first came
+    # after the one-way delay, the last after the delay plus the time to serialise
+    # everything before it at 8 Mbit/s (1 ms per datagram).
+    assert arrivals[0][0] - started >= 0.05
+    assert arrivals[-1][0] - started >= 0.05 + 0.001 * (len(arrivals) - 1) - 0.001
     assert [int.from_bytes(data[:4], "big") for _, data in arrivals] == sorted(
         int.from_bytes(data[:4], "big") for _, data in arrivals)
 
