@@ -84,6 +84,7 @@ class Result:
     emulator_ok: bool = True
     emulator_text: str = ""
     cpu: tuple[float, float] = (0.0, 0.0)  # seconds, sender and receiver
+    sender: dict[str, Any] = field(default_factory=dict)  # the fast path's sender state
 
     @property
     def rate(self) -> float:
@@ -175,7 +176,8 @@ async def python_transfer(variant: str, source: Path, workdir: Path,
         raise BenchError(f"{variant}: the received file differs from the sent one")
     destination.unlink()
     return Result(sent["seconds"], size, sent["peak_rss"], received["peak_rss"],
-                  cpu=(sent["cpu_seconds"], received["cpu_seconds"]))
+                  cpu=(sent["cpu_seconds"], received["cpu_seconds"]),
+                  sender=sent.get("sctp") or {})
 
 
 def source_size(path: Path) -> int:
@@ -343,9 +345,16 @@ async def run_one(variant: str, condition: Conditions | None, source: Path, size
     return result
 
 
+def format_sender(stats: dict[str, Any]) -> str:
+    return (f"{stats['mode']} bw {stats['btl_bw'] / 1e6:.2f} MB/s, min RTT "
+            f"{stats['min_rtt'] * 1000:.1f} ms, cwnd {stats['cwnd'] / 1e6:.2f} MB, "
+            f"{stats['rounds']} rounds, {stats['retransmissions']} retransmissions, "
+            f"{stats['timeouts']} T3 timeouts")
+
+
 def variant_size(variant: str, condition_name: str, args: argparse.Namespace) -> int:
     """Smaller transfers where a variant is known to crawl, so a round ends in minutes."""
-    if variant != "rtcxfer" and condition_name.startswith("loss"):
+    if variant != "rtcxfer" and condition_name.startswith(("loss", "reorder")):
         return min(args.size, args.slow_size) * MIB
     if condition_name == "sat300":
         return min(args.size, 2 * args.slow_size) * MIB
@@ -468,7 +477,9 @@ async def main_async(args: argparse.Namespace) -> None:
                               f"{result.rate:.2f} MB/s{share_text}, {size // MIB} MiB, "
                               f"CPU tx/rx {result.cpu[0] / result.seconds * 100:.0f}/"
                               f"{result.cpu[1] / result.seconds * 100:.0f} %; "
-                              f"{result.emulator_text or 'no emulator'}; {result.figures}",
+                              f"{result.emulator_text or 'no emulator'}; {result.figures}"
+                              + (f"; sender {format_sender(result.sender)}"
+                                 if result.sender else ""),
                               flush=True)
         finally:
             if chromium is not None:
@@ -491,8 +502,9 @@ def main() -> None:
                         help="interpreter for --main (default /work/venv/bin/python)")
     parser.add_argument("--size", type=int, default=64, help="MiB per transfer (default 64)")
     parser.add_argument("--slow-size", type=int, default=8,
-                        help="MiB for the variants other than rtcxfer on lossy paths, twice "
-                             "that for everyone at 10 Mbit/s (default 8)")
+                        help="MiB for the variants other than rtcxfer on lossy and "
+                             "reordering paths, twice that for everyone at 10 Mbit/s "
+                             "(default 8)")
     parser.add_argument("--runs", type=int, default=1, help="rounds (default 1)")
     parser.add_argument("--peer-nice", type=int, default=0,
                         help="niceness of the peer processes (default 0)")

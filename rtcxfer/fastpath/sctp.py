@@ -141,6 +141,22 @@ class FastSctpTransport(RTCSctpTransport):
             return MIN_REORDERING_WINDOW
         return max(min_rtt / 4, MIN_REORDERING_WINDOW)
 
+    def stats(self) -> dict[str, float | int | str]:
+        """The sender's congestion state and counters, for benchmarks and diagnostics."""
+        controller = self._controller
+        return {
+            "mode": controller.mode.value,
+            "btl_bw": controller.btl_bw,
+            "min_rtt": controller.min_rtt if controller.min_rtt != math.inf else -1.0,
+            "cwnd": controller.cwnd,
+            "pacing_rate": controller.pacing_rate if controller.pacing_rate != math.inf else -1,
+            "rounds": controller.round_count,
+            "timeouts": controller.timeouts,
+            "retransmissions": self.retransmissions,
+            "sacks": self.fast_sacks,
+            "srtt": self._srtt or 0.0,
+        }
+
     @property
     def controller(self) -> BbrController:
         """The sender's congestion controller (read-only use: figures, tests)."""
