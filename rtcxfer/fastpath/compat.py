@@ -78,7 +78,7 @@ REQUIRED: list[Requirement] = [
             "_advertised_rwnd _reconfig_deferred _association_state _last_sacked_tsn "
             "_flight_size _cwnd _ssthresh _sent_queue _outbound_queue _fast_recovery_exit "
             "_fast_recovery_transmit _partial_bytes_acked _reconfig_queue _forward_tsn_chunk "
-            "_t3_handle _rto _srtt _loop _remote_max_message_size _inbound_streams "
+            "_t3_handle _rto _srtt _rttvar _loop _remote_max_message_size _inbound_streams "
             "_data_channel_queue"),
     *_names("aiortc.rtcsctptransport:DataChunk", "attribute",
             "_acked _abandoned _book_size _in_flight _misses _retransmit _sent_count "
