@@ -68,6 +68,11 @@ PROBE_RTT_PACKETS = 4
 PROBE_RTT_CWND_GAIN = 0.5
 MIN_CWND_PACKETS = 4
 INITIAL_CWND_PACKETS = 10
+# The window never goes below this (except for a round after a timeout): what the fast
+# path used as its fixed window before, which keeps loopback and LAN paths full.
+MIN_WINDOW = 256 * 1024
+# Paths with a min RTT below this are not paced.
+PACING_MIN_RTT = 0.005
 # Pacing bursts: at most this much time's worth of sending at once (and never less than
 # a few packets), so one timer tick or one SACK can release a small batch.
 PACING_BURST_SECONDS = 0.002
@@ -166,19 +171,31 @@ class BbrController:
         newly acknowledged (None if it acknowledged nothing); ``rtt`` is a sample from a
         packet sent only once, if there is one; ``inflight`` is what is still out.
         """
-        self._round_lost += lost
+        # Runs once per SACK: the common case (cruising in PROBE_BW, nothing changed in
+        # the model) only does the arithmetic of the rate sample.
+        if lost:
+            self._round_lost += lost
         if acked:
             self.delivered += acked
             self.delivered_time = now
             if self.app_limited_until and self.delivered > self.app_limited_until:
                 self.app_limited_until = 0
-        if rtt is not None and rtt > 0:
+        changed = False
+        if rtt is not None and rtt > 0 and (
+                rtt <= self.min_rtt or now - self.min_rtt_stamp > MIN_RTT_WINDOW):
             self._update_min_rtt(now, rtt)
+            changed = True
         if stamp is not None:
-            self._end_round(stamp)
+            if stamp.delivered >= self.next_round_delivered:
+                self._end_round(stamp)
+                changed = True
+            bandwidth = self.btl_bw
             self._sample_rate(now, stamp, sent_time)
-        self._update_mode(now, inflight)
-        self._update_outputs()
+            changed = changed or self.btl_bw != bandwidth
+        if (changed or self.mode is not Mode.PROBE_BW or now - self._cycle_stamp > self.min_rtt
+                or now - self.min_rtt_stamp > MIN_RTT_WINDOW):
+            self._update_mode(now, inflight)
+            self._update_outputs()
 
     def on_timeout(self) -> None:
         """A retransmission timeout: everything out is presumed lost."""
@@ -200,8 +217,6 @@ class BbrController:
             self.min_rtt = min(self.min_rtt, rtt)
 
     def _end_round(self, stamp: SendStamp) -> None:
-        if stamp.delivered < self.next_round_delivered:
-            return
         # A packet sent after the last round ended was acknowledged: a new round.
         delivered = self.delivered - self._round_delivered_start
         lost = self._round_lost
@@ -341,7 +356,15 @@ class BbrController:
                 cwnd = max(cwnd, min(self.cwnd, self.delivered + INITIAL_CWND_PACKETS * mss))
         else:
             cwnd = max(self.cwnd, INITIAL_CWND_PACKETS * mss + self.delivered)
+        if self._rto_round is None:
+            # Never below the window that keeps a LAN or loopback path full: there the
+            # model's BDP (tiny min RTT) would leave a CPU-bound sender waiting on SACKs.
+            cwnd = max(cwnd, MIN_WINDOW)
         self.cwnd = max(MIN_CWND_PACKETS * mss, min(cwnd, self.max_cwnd))
+        if self.min_rtt < PACING_MIN_RTT:
+            # A path this short needs no pacing (SACKs clock the sender), and timers of
+            # ~1 ms could not pace it anyway: they would only cost CPU.
+            self.pacing_rate = math.inf
         self.pacing_burst = self._burst()
 
     def _burst(self) -> float:

@@ -140,6 +140,13 @@ class FastSctpTransport(RTCSctpTransport):
         # rescheduled every time.
         self._t3_deadline: float | None = None
         self._t3_timer: asyncio.TimerHandle | None = None
+        # What the SACKs of the current event-loop iteration acknowledged, for the
+        # controller (see _flush_acks).
+        self._ack_bytes = 0
+        self._ack_lost = 0
+        self._ack_newest: DataChunk | None = None
+        self._ack_rtt: float | None = None
+        self._ack_flush_scheduled = False
         # SACKs handled by the fast path's own code: proof that the override runs.
         self.fast_sacks = 0
         self.retransmissions = 0
@@ -444,19 +451,20 @@ class FastSctpTransport(RTCSctpTransport):
         elif not sent_queue or not gaps:
             self._gap_seen = []
 
-        rtt = None
-        stamp = None
-        sent_time = now
-        if newest is not None:
-            sent_time = newest._sent_time
-            stamp = getattr(newest, "_rs", None)
-            if newest._sent_count == 1 and sent_time is not None:
-                rtt = now - sent_time
-                self._update_rto(rtt)
-        controller = self._controller
-        controller.on_ack(now, acked_bytes, lost_bytes, self._flight_size, stamp,
-                          sent_time if sent_time is not None else now, rtt)
-        self._cwnd = controller.cwnd
+        # The controller hears once per burst of SACKs (those read together, handled in
+        # one event-loop iteration), as one stretched SACK: its update costs more than
+        # the rest of a SACK's handling, and the window moves slowly anyway.
+        self._ack_bytes += acked_bytes
+        self._ack_lost += lost_bytes
+        if newest is not None and newest._sent_time is not None:
+            self._ack_newest = newest
+            if newest._sent_count == 1:
+                rtt = now - newest._sent_time
+                if self._ack_rtt is None or rtt < self._ack_rtt:
+                    self._ack_rtt = rtt
+        if not self._ack_flush_scheduled:
+            self._ack_flush_scheduled = True
+            self._loop.call_soon(self._flush_acks)
 
         if not sent_queue:
             self._t3_cancel()
@@ -468,6 +476,27 @@ class FastSctpTransport(RTCSctpTransport):
             # Only then can aiortc's flush move a message in or start a stream reset.
             await self._data_channel_flush()
         await self._transmit()
+
+    def _flush_acks(self) -> None:
+        """Tell the controller what this burst of SACKs acknowledged, then send."""
+        self._ack_flush_scheduled = False
+        newest = self._ack_newest
+        rtt = self._ack_rtt
+        now = monotonic()
+        if rtt is not None:
+            self._update_rto(rtt)
+        controller = self._controller
+        controller.on_ack(now, self._ack_bytes, self._ack_lost, self._flight_size,
+                          getattr(newest, "_rs", None) if newest is not None else None,
+                          newest._sent_time if newest is not None else now, rtt)
+        self._ack_bytes = self._ack_lost = 0
+        self._ack_newest = None
+        self._ack_rtt = None
+        window = self._cwnd
+        self._cwnd = controller.cwnd
+        if self._cwnd > window and self._association_state == self.State.ESTABLISHED:
+            # The window grew: nothing else may come to use it.
+            run_inline(self._transmit_quietly())
 
     async def _transmit(self) -> None:
         """Send retransmissions, then new DATA, within the window and the pacing rate.
