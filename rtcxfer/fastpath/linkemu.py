@@ -291,6 +291,8 @@ class Relay:
         self._b: _Side | None = None
         self._started_cpu = 0.0
         self._started_wall = 0.0
+        # Bytes this relay delivered to B (its own flow, when links are shared).
+        self.delivered_to_b = 0
 
     async def start(self) -> Relay:
         loop = asyncio.get_running_loop()
@@ -303,7 +305,13 @@ class Relay:
                         self._host)
         self._b = _Side(loop, lambda data, at: backward.submit(data, sends["to_a"], at),
                         self._host)
-        sends["to_b"] = self._b.sender()
+        to_b = self._b.sender()
+
+        def count_to_b(data: bytes) -> None:
+            to_b(data)
+            self.delivered_to_b += len(data)
+
+        sends["to_b"] = count_to_b
         sends["to_a"] = self._a.sender()
         self._started_cpu = time.process_time()
         self._started_wall = time.monotonic()
