@@ -31,7 +31,7 @@ congestion-control):
     (its own or a competing flow's) drains and the path RTT is measured again.
 
 It only decides how much may be in flight and how fast to send: the SCTP sender
-(rtcxfer/fastpath/sctp.py) feeds it one call per SACK and one stamp per burst of
+(rtcxfer/fastpath/sctp.py) feeds it one call per burst of SACKs and one stamp per burst of
 packets sent. Nothing here changes the wire, so the receiver can be any SCTP stack.
 
 Units: bytes and seconds; ``now`` comes from the caller (a monotonic clock), so the
