@@ -93,8 +93,11 @@ async def run_sender(style: str, path: Path) -> dict[str, Any]:
         reply = await send_with_rtcxfer(pc, channel, path)
     elapsed = time.perf_counter() - started
     cpu_end, peak_rss = usage_snapshot()
+    stats = getattr(pc.sctp, "stats", None)
+    sctp_stats = stats() if callable(stats) else None
     await pc.close()
     return {
+        "sctp": sctp_stats,
         "seconds": elapsed,
         "cpu_seconds": cpu_end - cpu_start,
         "peak_rss": peak_rss,

@@ -13,6 +13,7 @@ machine hits both alike; the table shows medians and the rtcxfer/baseline ratio.
 
     python bench/transfer.py                # 256 MiB, 3 runs each
     python bench/transfer.py --size 64 --runs 5
+    python bench/transfer.py --variants rtcxfer-main,rtcxfer   # against /work/main's code
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ class Variant:
     fast_path: bool
     uvloop: bool = False
     without: tuple[str, ...] = ()
+    # Another source tree and interpreter (``rtcxfer-main``: --main, --main-python).
+    main: bool = False
 
 
 VARIANTS = {
@@ -53,7 +56,10 @@ VARIANTS = {
     "example-fast": Variant("example-fast", "baseline", fast_path=True),
     # rtcxfer on uvloop (the fast path's burst reads need asyncio's selector loop).
     "rtcxfer-uvloop": Variant("rtcxfer-uvloop", "rtcxfer", fast_path=True, uvloop=True),
+    # rtcxfer from another source tree (--main, e.g. /work/main): before/after figures.
+    "rtcxfer-main": Variant("rtcxfer-main", "rtcxfer", fast_path=True, main=True),
 }
+MAIN = {"tree": Path("/work/main"), "python": "/work/venv/bin/python"}
 # Ablations: the fast path with one component put back to stock, to see what each buys.
 FAST_PATH_COMPONENTS = ("delayed-sack", "sack-processing", "reassembly", "t3-deadline",
                         "burst-read", "sync-dtls")
@@ -79,6 +85,10 @@ class BenchError(RuntimeError):
 def spawn_peer(role: str, variant: Variant, path: Path, profile_dir: Path | None,
                run_index: int) -> subprocess.Popen[str]:
     command = [sys.executable, str(PEER_SCRIPT), role, variant.style, str(path)]
+    env = None
+    if variant.main:
+        command[:2] = [str(MAIN["python"]), str(Path(MAIN["tree"]) / "bench" / "_peer.py")]
+        env = {**os.environ, "PYTHONPATH": str(MAIN["tree"])}
     if variant.fast_path:
         command.append("--fast-path")
     if variant.uvloop:
@@ -89,7 +99,7 @@ def spawn_peer(role: str, variant: Variant, path: Path, profile_dir: Path | None
         command += ["--profile", str(profile_dir / f"{variant.name}-{run_index}-{role}.prof")]
     return subprocess.Popen(
         command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, bufsize=1,
+        text=True, bufsize=1, env=env,
     )
 
 
@@ -204,6 +214,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="runs per variant (default 3)")
     parser.add_argument("--variants", default="baseline,rtcxfer",
                         help=f"comma-separated, from {', '.join(VARIANTS)}")
+    parser.add_argument("--main", type=Path, default=MAIN["tree"],
+                        help="source tree for the rtcxfer-main variant (default /work/main)")
+    parser.add_argument("--main-python", default=MAIN["python"],
+                        help="interpreter for rtcxfer-main (default /work/venv/bin/python)")
     parser.add_argument("--profile", type=Path,
                         help="directory for cProfile dumps of every process")
     args = parser.parse_args()
@@ -213,6 +227,8 @@ def main() -> None:
         parser.error(f"unknown variants {unknown}" if unknown else "--size and --runs must be >= 1")
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
+    MAIN["tree"] = args.main
+    MAIN["python"] = args.main_python
 
     results: list[RunResult] = []
     with tempfile.TemporaryDirectory(prefix="rtcxfer-bench-") as tmp:

@@ -71,6 +71,9 @@ class FastDtlsTransport(RTCDtlsTransport):
         # the handshake completed locally (aiortc's pump polls for this too).
         self._handshake_settled = False
         self._dtls_timer: asyncio.TimerHandle | None = None
+        # Datagrams handled by the fast pump (not aiortc's): proof that it runs, for
+        # tests and benchmarks (see tests/fastpath/test_compat.py).
+        self.fast_datagrams = 0
 
     async def _RTCDtlsTransport__run(self) -> None:
         """Deliver datagrams synchronously until DTLS or ICE closes."""
@@ -119,6 +122,7 @@ class FastDtlsTransport(RTCDtlsTransport):
             return
         self._RTCDtlsTransport__rx_bytes += len(data)
         self._RTCDtlsTransport__rx_packets += 1
+        self.fast_datagrams += 1
         if is_dtls(data):
             self._receive_records(data)
         elif 127 < data[0] < 192 and self._rx_srtp:

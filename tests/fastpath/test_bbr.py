@@ -1,0 +1,230 @@
+"""The congestion controller's state machine, driven by hand on synthetic paths.
+
+A tiny packet-level path model (a bottleneck of RATE bytes/s with a drop-tail queue of
+one BDP, a fixed RTT, optional random loss) feeds the controller one ACK per packet, as
+the SCTP sender would per SACK. Time is simulated: nothing here depends on the clock.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from dataclasses import dataclass, field
+
+from rtcxfer.fastpath.bbr import (
+    MIN_CWND_PACKETS,
+    MIN_RTT_WINDOW,
+    PROBE_RTT_PACKETS,
+    BbrController,
+    Mode,
+    SendStamp,
+)
+
+MSS = 1160
+RATE = 12.5e6 * MSS / 1225  # user bytes/s through a 100 Mbit/s link of DTLS records
+MAX_CWND = 32 * 1024 * 1024
+
+
+@dataclass(order=True)
+class Ack:
+    at: float
+    sequence: int
+    sent_at: float = field(compare=False)
+    stamp: SendStamp = field(compare=False)
+    lost: bool = field(compare=False)
+
+
+class Path:
+    """A bottleneck with a drop-tail queue, a propagation delay and random loss."""
+
+    def __init__(self, rate: float, rtt: float, loss: float = 0.0, seed: int = 1) -> None:
+        self.rate = rate
+        self.rtt = rtt
+        self.loss = loss
+        self.queue_limit = rate * rtt  # one BDP
+        self.busy_until = 0.0
+        self.random = random.Random(seed)
+        self.acks: list[Ack] = []
+        self.sequence = 0
+        self.inflight = 0
+        self.delivered = 0
+        self.max_queue_delay = 0.0
+        self.queue_delays: list[float] = []
+
+    def send(self, now: float, stamp: SendStamp) -> None:
+        self.sequence += 1
+        self.inflight += MSS
+        lost = self.random.random() < self.loss
+        start = max(self.busy_until, now)
+        if not lost and (start - now) * self.rate + MSS > self.queue_limit:
+            lost = True  # drop-tail
+        if lost:
+            # The sender learns of a loss about a round trip later (SACK gaps).
+            heapq.heappush(self.acks, Ack(now + self.rtt * 1.1, self.sequence, now, stamp, True))
+            return
+        self.queue_delays.append(start - now)
+        self.busy_until = start + MSS / self.rate
+        heapq.heappush(self.acks, Ack(self.busy_until + self.rtt, self.sequence, now, stamp,
+                                      False))
+
+
+def run(controller: BbrController, path: Path, seconds: float, start: float = 0.0,
+        app_limit: float | None = None) -> float:
+    """Send as the controller allows (cwnd and pacing) for ``seconds``; returns the end."""
+    now = start
+    next_send = now
+    end = start + seconds
+    while now < end:
+        can_send = path.inflight + MSS <= controller.cwnd
+        if app_limit is not None and path.inflight >= app_limit:
+            can_send = False
+            controller.on_app_limited(path.inflight)
+        if can_send and next_send <= now:
+            stamp = controller.on_send(now, path.inflight)
+            path.send(now, stamp)
+            pacing = controller.pacing_rate
+            next_send = now + (MSS / pacing if math.isfinite(pacing) else 0.0)
+            continue
+        candidates = [end]
+        if path.acks:
+            candidates.append(path.acks[0].at)
+        if can_send:
+            candidates.append(next_send)
+        now = max(now, min(candidates))
+        while path.acks and path.acks[0].at <= now:
+            ack = heapq.heappop(path.acks)
+            path.inflight -= MSS
+            if ack.lost:
+                controller.on_ack(ack.at, 0, MSS, path.inflight, None, ack.sent_at, None)
+            else:
+                path.delivered += MSS
+                controller.on_ack(ack.at, MSS, 0, path.inflight, ack.stamp, ack.sent_at,
+                                  ack.at - ack.sent_at)
+    return now
+
+
+def test_startup_finds_the_bandwidth_then_drains_and_cruises() -> None:
+    path = Path(RATE, 0.1)
+    controller = BbrController(MSS, 0.0, MAX_CWND)
+    assert controller.mode is Mode.STARTUP
+    end = run(controller, path, 4.0)
+    assert controller.filled_pipe
+    assert controller.mode is Mode.PROBE_BW
+    assert 0.9 * RATE <= controller.btl_bw <= 1.1 * RATE
+    assert 0.099 <= controller.min_rtt <= 0.101
+    # The window is about cwnd_gain x BDP, far above aiortc's old 256 KiB cap.
+    assert controller.cwnd >= RATE * 0.1
+    # Cruising: most of the link is used from here on.
+    before = path.delivered
+    run(controller, path, 4.0, start=end)
+    assert (path.delivered - before) / 4.0 >= 0.9 * RATE
+
+
+def test_random_loss_does_not_collapse_the_rate() -> None:
+    for loss in (0.005, 0.02):
+        path = Path(RATE, 0.05, loss=loss, seed=7)
+        controller = BbrController(MSS, 0.0, MAX_CWND)
+        end = run(controller, path, 3.0)
+        before = path.delivered
+        run(controller, path, 5.0, start=end)
+        goodput = (path.delivered - before) / 5.0
+        # Reno would manage about MSS/RTT x 1.22/sqrt(p): 0.4 MB/s at 0.5 %.
+        assert goodput >= 0.8 * RATE * (1 - loss), loss
+        assert controller.btl_bw >= 0.85 * RATE
+
+
+def test_startup_exits_when_the_queue_overflows() -> None:
+    """Heavy loss in a round (a full drop-tail queue) ends STARTUP, as in BBRv2."""
+    controller = BbrController(MSS, 0.0, MAX_CWND)
+    stamp = controller.on_send(0.0, 0)
+    controller.on_ack(0.05, 20 * MSS, 0, 0, stamp, 0.0, 0.05)
+    assert controller.mode is Mode.STARTUP
+    stamp = controller.on_send(0.05, 0)
+    controller.on_ack(0.10, 60 * MSS, 30 * MSS, 0, stamp, 0.05, 0.05)
+    stamp = controller.on_send(0.10, 0)
+    controller.on_ack(0.15, 60 * MSS, 0, 0, stamp, 0.10, 0.05)
+    assert controller.filled_pipe
+    assert controller.mode in (Mode.DRAIN, Mode.PROBE_BW)
+
+
+def test_a_few_random_losses_do_not_end_startup() -> None:
+    controller = BbrController(MSS, 0.0, MAX_CWND)
+    now = 0.0
+    delivered_per_round = 20 * MSS
+    for _ in range(6):
+        stamp = controller.on_send(now, 0)
+        now += 0.05
+        controller.on_ack(now, delivered_per_round, 2 * MSS, 0, stamp, now - 0.05, 0.05)
+        delivered_per_round *= 2
+    assert controller.mode is Mode.STARTUP
+    assert not controller.filled_pipe
+
+
+def test_probe_rtt_after_ten_seconds_without_a_lower_rtt() -> None:
+    """The route gets longer: no sample reaches the old min RTT, PROBE_RTT re-measures."""
+    path = Path(RATE, 0.05)
+    controller = BbrController(MSS, 0.0, MAX_CWND)
+    end = run(controller, path, 3.0)
+    assert controller.mode is Mode.PROBE_BW
+    path.rtt = 0.06
+    modes: set[Mode] = set()
+    cwnds: list[int] = []
+    now = end
+    for _ in range(int((MIN_RTT_WINDOW + 2) / 0.05)):
+        now = run(controller, path, 0.05, start=now)
+        modes.add(controller.mode)
+        if controller.mode is Mode.PROBE_RTT:
+            cwnds.append(controller.cwnd)
+    assert Mode.PROBE_RTT in modes
+    # Half a BDP in flight while probing (BBRv2), at least PROBE_RTT_PACKETS.
+    assert PROBE_RTT_PACKETS * MSS <= min(cwnds) <= 0.6 * RATE * 0.06
+    now = run(controller, path, 1.0, start=now)
+    assert controller.mode is Mode.PROBE_BW
+    assert now - controller.min_rtt_stamp < MIN_RTT_WINDOW
+    assert 0.059 <= controller.min_rtt <= 0.061
+
+
+def test_app_limited_samples_do_not_lower_the_estimate() -> None:
+    path = Path(RATE, 0.05)
+    controller = BbrController(MSS, 0.0, MAX_CWND)
+    end = run(controller, path, 3.0)
+    estimate = controller.btl_bw
+    # The application sends a trickle for a few seconds (ten packets in flight).
+    run(controller, path, 3.0, start=end, app_limit=10 * MSS)
+    assert controller.btl_bw >= 0.9 * estimate
+
+
+def test_a_timeout_shrinks_the_window_for_a_round_then_the_model_returns() -> None:
+    path = Path(RATE, 0.05)
+    controller = BbrController(MSS, 0.0, MAX_CWND)
+    end = run(controller, path, 3.0)
+    before = controller.cwnd
+    controller.on_timeout()
+    assert controller.cwnd == MIN_CWND_PACKETS * MSS
+    assert controller.timeouts == 1
+    run(controller, path, 1.0, start=end)
+    assert controller.cwnd >= 0.5 * before
+
+
+def test_pacing_rate_follows_the_gain_cycle() -> None:
+    path = Path(RATE, 0.05)
+    controller = BbrController(MSS, 0.0, MAX_CWND)
+    now = run(controller, path, 3.0)
+    gains = set()
+    for _ in range(40):
+        now = run(controller, path, 0.025, start=now)
+        gains.add(round(controller.pacing_gain, 2))
+    assert {1.25, 0.75, 1.0} <= gains
+    assert controller.pacing_rate <= 1.3 * controller.btl_bw
+
+
+def test_the_queue_stays_short() -> None:
+    """p50 queueing delay under load well under half the path RTT (RTT <= 1.5x)."""
+    path = Path(RATE, 0.05)
+    controller = BbrController(MSS, 0.0, MAX_CWND)
+    end = run(controller, path, 3.0)
+    path.queue_delays.clear()
+    run(controller, path, 5.0, start=end)
+    delays = sorted(path.queue_delays)
+    assert delays[len(delays) // 2] <= 0.5 * 0.05
