@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from security.mitm import MitmServer
 from spake2 import SPAKE2_A, SPAKE2_B
-from support import RTCXFER, CliProcess, cli_env, json_events, running_server, wait_for_event
+from support import RTCXFER, CliProcess, cli_env, json_events, wait_for_event
 
 from rtcxfer.protocol.code import (
     RECEIVER,
@@ -27,20 +26,6 @@ from rtcxfer.protocol.codewords import WORDS
 
 WAIT = 60.0
 WRONG = "the code was wrong or the connection was tampered with"
-
-
-@pytest.fixture
-def server() -> Iterator[str]:
-    with running_server() as (url, _process):
-        yield url
-
-
-@pytest.fixture
-def processes() -> Iterator[list[CliProcess]]:
-    started: list[CliProcess] = []
-    yield started
-    for process in started:
-        process.stop()
 
 
 @pytest.fixture

@@ -22,14 +22,6 @@ IDENTITY_CHANGED = 9
 
 
 @pytest.fixture
-def processes() -> Iterator[list[CliProcess]]:
-    started: list[CliProcess] = []
-    yield started
-    for process in started:
-        process.stop()
-
-
-@pytest.fixture
 def mitm() -> Iterator[MitmServer]:
     server = MitmServer()
     server.start()
