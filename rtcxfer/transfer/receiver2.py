@@ -247,6 +247,7 @@ class _Receiver2:
             self.ready.put(None)
             await asyncio.to_thread(self.committer.join)
             self.fsyncs.shutdown(wait=False)
+            self.folder.release()
         self.observer.transfer_finished(report.ok)
         return report
 
@@ -500,10 +501,21 @@ class _Receiver2:
             if offset == 0 and entry.size is not None and entry.size <= SMALL_PART:
                 self.part = self.folders.new_small_part(split_name(entry.name))
             else:
-                self.part = self.folder.open_part(entry.as_file_entry(), offset)
+                self.part = self._open_part(entry.as_file_entry(), offset)
         except StorageError as error:
             self.mode = "failed"
             self._post(self.machine.fail_current, index, error.reason)
+
+    def _open_part(self, entry: FileEntry, offset: int) -> PartFile:
+        """The part file of a large file. When another transfer is receiving the same
+        name right now, a file received from its first byte takes a part file of its
+        own (``.name~N.rtcxfer-part``) and lands as ``name (N).ext``."""
+        try:
+            return self.folder.open_part(entry, offset)
+        except StorageError:
+            if offset != 0 or not self.folder.claim_fresh(entry):
+                raise
+            return self.folder.open_part(entry, 0)
 
     def _write(self, index: int, chunks: list[bytes]) -> None:
         if index != self.part_index:

@@ -183,6 +183,16 @@ class DownloadFolder:
             os.close(fd)
         return False
 
+    def claim_fresh(self, entry: FileEntry) -> bool:
+        """Reserve a part file for ``entry`` that no other transfer holds, for a file
+        received from its first byte (rtcxfer/2 asks when the usual part file is busy);
+        False if every key is. :meth:`release` gives it back."""
+        key = self._claim_key(split_name(entry.name))
+        if key is None:
+            return False
+        self._keys[entry.name] = key
+        return True
+
     def release(self) -> None:
         """Give back the part files reserved by :meth:`claim`."""
         with _claims_lock:

@@ -252,8 +252,9 @@ def test_stdout_declines_a_folder_and_exits_8(tmp_path: Path, server: str,
             listener.wait()
 
 
+@pytest.mark.parametrize("size", [200_000, 3_000_000])  # a small file, one with a sidecar
 def test_concurrent_copies_of_one_name_all_land_numbered(tmp_path: Path, listen: Start,
-                                                         send: Start) -> None:
+                                                         send: Start, size: int) -> None:
     """Issue 8 over rtcxfer/2: senders of one name at once each get a part file of
     their own (.data.bin~N.rtcxfer-part) and land as data (N).bin; none fails."""
     inbox = tmp_path / "in"
@@ -263,7 +264,7 @@ def test_concurrent_copies_of_one_name_all_land_numbered(tmp_path: Path, listen:
     for number in range(6):
         folder = tmp_path / f"s{number}"
         folder.mkdir()
-        data = os.urandom(200_000)
+        data = os.urandom(size)
         contents.append(data)
         path = folder / "data.bin"
         path.write_bytes(data)
