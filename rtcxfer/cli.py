@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -182,6 +183,22 @@ def _room_name(_ctx: click.Context, _param: click.Parameter, value: str | None) 
     if problem is not None:
         raise click.BadParameter(f"{printable(value)!r}: {problem}")
     return value
+
+
+def _writable_folder(_ctx: click.Context, _param: click.Parameter,
+                     value: Path | None) -> Path | None:
+    """--dir: one that exists must be a folder we can write into (checked before
+    connecting); one that does not exist is created later, private (0700)."""
+    if value is None:
+        return None
+    folder = value.expanduser()
+    if folder.exists():
+        if not folder.is_dir():
+            raise click.BadParameter(f"{printable(folder)} is not a folder")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise click.BadParameter(f"{printable(folder.absolute())} is not writable "
+                                     "(files could not be saved there)")
+    return folder
 
 
 def _user_name(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
@@ -372,7 +389,7 @@ def send(peer: str, paths: tuple[Path, ...], skip_unreadable: bool, follow_symli
 
 @cli.command()
 @click.option("--dir", "download_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=None,
+              default=None, callback=_writable_folder,
               help="Where received files go [default: $XDG_DOWNLOAD_DIR/rtcxfer or "
                    "~/Downloads/rtcxfer, created private (0700) on first use].")
 @click.option("--yes", "-y", "assume_yes", is_flag=True, help="Accept every offer.")
@@ -435,7 +452,7 @@ def listen(download_dir: Path | None, assume_yes: bool, allowed_senders: tuple[s
 @cli.command()
 @click.argument("code")
 @click.option("--dir", "download_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=None,
+              default=None, callback=_writable_folder,
               help="Where received files go [default: as for listen: $XDG_DOWNLOAD_DIR/rtcxfer "
                    "or ~/Downloads/rtcxfer, created private (0700) on first use].")
 @click.option("--overwrite", is_flag=True,

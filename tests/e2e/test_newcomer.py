@@ -255,3 +255,54 @@ def test_not_online_suggests_the_closest_names(tmp_path: Path) -> None:
     assert "online: alice" in other.stderr and "rtcxfer users" in other.stderr
     assert alone.returncode == 5 and "nobody else is online" in alone.stderr
 
+
+
+@pytest.mark.parametrize(("args", "complaint"), [
+    (["--turn", "turn:turn.example.org:3478"], "--turn needs --turn-user"),
+    (["--stun", "http://stun.example.org"], "--stun"),
+    (["--turn", "turn:", "--turn-user", "u", "--turn-password", "p"], "--turn"),
+])
+def test_unusable_ice_options_exit_2_before_connecting(tmp_path: Path, args: list[str],
+                                                       complaint: str) -> None:
+    payload = tmp_path / "a.txt"
+    payload.write_text("a")
+    nowhere = f"ws://127.0.0.1:{free_port()}"  # connecting would be exit 3
+    result = run_cli("send", "--server", nowhere, *args, "bob", str(payload))
+    assert result.returncode == 2, result.stderr
+    assert complaint in result.stderr
+
+
+def test_a_download_folder_that_is_not_writable_exits_2(tmp_path: Path) -> None:
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs",
+                              str(folder)], capture_output=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        nowhere = f"ws://127.0.0.1:{free_port()}"
+        for command in (["listen", "--dir", str(folder)],
+                        ["receive", "7-guitar-orbit", "--dir", str(folder)]):
+            result = run_cli(*command, "--server", nowhere)
+            assert result.returncode == 2, result.stderr
+            assert "is not writable" in result.stderr
+    finally:
+        subprocess.run(["umount", str(folder)], check=False)
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    result = run_cli("listen", "--dir", str(a_file), "--server", "ws://127.0.0.1:1")
+    assert result.returncode == 2 and "folder" in result.stderr
+
+
+def test_a_new_download_folder_is_created_and_shown_absolute(tmp_path: Path) -> None:
+    with running_server() as (url, _server):
+        listener = CliProcess(["listen", "--server", url, "--name", "dora", "--dir",
+                               "inbox/new"], cwd=tmp_path)
+        try:
+            line = listener.wait_for_line(lambda text: "receiving into" in text,
+                                          stream="stderr", timeout=60)
+        finally:
+            listener.stop()
+    created = tmp_path / "inbox" / "new"
+    assert str(created) in line
+    assert created.is_dir() and (created.stat().st_mode & 0o777) == 0o700
