@@ -61,6 +61,12 @@ def test_offer_dialog_fits_a_phone_and_the_transfer_ends_cleanly(
     page.click("#accept-button")
     assert sender.wait(CLI_TIMEOUT) == ExitCode.OK, sender.stderr
     assert "from laptop" in phone.wait_for_status("ok")
+    # Like the CLI: the path the bytes took and the rate, readable on the phone.
+    path = page.locator("#path")
+    assert path.is_visible() and "direct" in (path.text_content() or "")
+    assert (path.bounding_box() or {"x": 0, "width": width + 1})["width"] <= width
+    rates = page.locator("#incoming-transfers .rate").all_text_contents()
+    assert rates and "/s" in rates[-1], rates
     # The sender logs out right after its last ack. The page winding down its side
     # must not relay a `leave` to a user who is gone and show the server's
     # "not online" refusal as an error.
