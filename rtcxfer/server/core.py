@@ -205,9 +205,11 @@ class SignalingCore:
         return self._login(conn, message)
 
     def claimed(self, conn: Conn, room: str, name: str, users: Sequence[str] | None,
-                reason: str | None = None) -> list[Action]:
+                reason: str | None = None, *, unlisted: bool = True) -> list[Action]:
         """The backend's answer to :class:`Claim`: ``users`` of the room (the new user
-        included, last) when ``name`` is now ``conn``'s, else ``None`` and why."""
+        included, last) when ``name`` is now ``conn``'s, else ``None`` and why.
+        ``unlisted`` False: the backend knows the room holds no unlisted name, so the
+        list needs no filtering (it is O(users) per login, on every login)."""
         conn.claiming = False
         if users is None:
             return self._refuse_login(conn, reason or f"name {quote(name)} is already taken")
@@ -224,7 +226,8 @@ class SignalingCore:
             logger.info("login %s%s (%d online here)", shown(quote(name)),
                         f" in room {shown(quote(room))}" if room else "", self.online)
         # Unlisted names (a `users` probe, code mode) are nobody's business but their own.
-        listed = tuple(user for user in users if user == name or not is_unlisted_name(user))
+        listed = tuple(users) if not unlisted else tuple(
+            user for user in users if user == name or not is_unlisted_name(user))
         return [Send(conn, _dump(reply)), Send(conn, encode(UserList(listed)))]
 
     def undeliverable(self, conn: Conn, target: str) -> list[Action]:

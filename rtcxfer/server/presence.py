@@ -105,6 +105,11 @@ class Presence(abc.ABC):
     def broadcast(self, room: str, frame: bytes, *, exclude: str | None = None) -> None:
         """Send a presence frame to every user of ``room`` (but ``exclude``)."""
 
+    def may_have_unlisted(self, room: str) -> bool:
+        """False only when ``room`` surely holds no unlisted name (docs/protocol.md):
+        then a ``userlist`` needs no filtering."""
+        return True
+
 
 class MemoryPresence(Presence):
     """Everything in this process: a dict of rooms, each a dict of names in login order."""
@@ -112,6 +117,10 @@ class MemoryPresence(Presence):
     def __init__(self, sink: PresenceSink) -> None:
         super().__init__(sink)
         self.rooms: dict[str, dict[str, Conn]] = {}
+        self.unlisted: dict[str, int] = {}  # room -> unlisted names online in it
+
+    def may_have_unlisted(self, room: str) -> bool:
+        return room in self.unlisted
 
     def claim(self, client: Conn, room: str, name: str) -> ClaimAnswer:
         members = self.rooms.get(room)
@@ -122,6 +131,8 @@ class MemoryPresence(Presence):
         if members:
             self.broadcast(room, presence_frame("login", name))
         members[name] = client
+        if is_unlisted_name(name):
+            self.unlisted[room] = self.unlisted.get(room, 0) + 1
         return tuple(members), None
 
     def release(self, client: Conn, room: str, name: str, partners: Sequence[str]) -> None:
@@ -129,6 +140,12 @@ class MemoryPresence(Presence):
         if members is None or members.get(name) is not client:
             return
         del members[name]
+        if is_unlisted_name(name):
+            left = self.unlisted.get(room, 1) - 1
+            if left > 0:
+                self.unlisted[room] = left
+            else:
+                self.unlisted.pop(room, None)
         for partner in partners:
             peer = members.get(partner)
             if peer is not None:

@@ -427,9 +427,14 @@ class SignalingServer:
         deadline = now - config.login_timeout
         idle_since = now - config.pending_grace
         idle_per_address: dict[str, list[Client]] = {}
-        for client, since in list(self._pending.items()):
+        # Oldest first: only the prefix older than the grace is looked at (a login storm
+        # keeps thousands of young connections here; they are not copied every second).
+        aged: list[tuple[Client, float]] = []
+        for client, since in self._pending.items():
             if since > idle_since:
                 break  # the rest are younger still
+            aged.append((client, since))
+        for client, since in aged:
             if client.name is not None or client.closing:
                 self._pending.pop(client, None)
             elif since <= deadline:
@@ -535,7 +540,8 @@ class SignalingServer:
             if users is not None:
                 self.presence.release(client, room, name, ())
             return
-        actions = self.core.claimed(client, room, name, users, reason)
+        actions = self.core.claimed(client, room, name, users, reason,
+                                    unlisted=self.presence.may_have_unlisted(room))
         if users is not None:
             self._pending.pop(client, None)
             self.local[client] = None
