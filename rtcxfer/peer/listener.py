@@ -647,7 +647,7 @@ class Listener:
             elif os.path.lexists(self.download_dir / entry.name):
                 flags.append("exists: will be replaced")
             files.append(describe_file(entry.name, format_size(entry.size), flags))
-        return Question(summary=summary, files=files)
+        return Question(summary=summary, files=files, total_files=offer_count(offer))
 
     async def shutdown(self) -> None:
         """Close every session (each peer gets a leave) and log out.

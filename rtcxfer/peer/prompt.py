@@ -29,14 +29,22 @@ class Question:
     """One offer put to the person: the summary, the file lines and what answers mean."""
 
     summary: list[str]  # sender, code, total, destination (already printable)
-    files: list[str]  # one line per file (already printable)
+    files: list[str]  # one line per file known now (already printable)
+    # Files in the whole transfer: rtcxfer/2 lists a big folder in batches, and only
+    # the first is known when the question is asked (None: ``files`` is all of them).
+    total_files: int | None = None
 
     def text(self, *, every_file: bool = False) -> str:
         shown = self.files if every_file else self.files[:SHOWN_FILES]
         lines = [*self.summary, *(f"  {line}" for line in shown)]
         hidden = len(self.files) - len(shown)
+        later = max(0, (self.total_files or 0) - len(self.files))
         if hidden:
-            lines.append(f"  … and {hidden} more (answer ? to list them all)")
+            lines.append(f"  … and {hidden + later} more (answer ? to list "
+                         + ("the first batch)" if later else "them all)"))
+        elif later:
+            lines.append(f"  … and {later} more, listed by the sender as the transfer "
+                         "goes (each name is checked like these)")
         return "\n".join(lines)
 
 
