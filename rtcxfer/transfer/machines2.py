@@ -171,8 +171,38 @@ class _Failures:
             self.kept.append((index, reason))
 
 
-class SenderMachine2:
+class _Ending:
+    """How either machine ends early: the same rules on both sides, worded for the peer."""
+
+    state: State
+    PEER = "peer"  # who broke the protocol, as the person reads it
+    CLOSED_EARLY = "the connection closed early"
+
+    def abort(self, reason: str) -> Actions:
+        if self.state in _ENDED:
+            return ()
+        self.state = State.FAILED
+        return (Send(Error(shorten(reason))), Fail(reason, True))
+
+    def channel_closed(self) -> Actions:
+        if self.state in _ENDED:
+            return ()
+        self.state = State.FAILED
+        return (Fail(self.CLOSED_EARLY, False),)
+
+    def protocol_violation(self, reason: str) -> Actions:
+        if self.state in _ENDED:
+            return ()
+        self.state = State.FAILED
+        return (Send(Error(f"protocol violation: {reason}")),
+                Fail(f"the {self.PEER} broke the protocol: {reason}", True))
+
+
+class SenderMachine2(_Ending):
     """The sending side of rtcxfer/2 (and the choice between v1 and v2)."""
+
+    PEER = "receiver"
+    CLOSED_EARLY = "the connection closed before the receiver confirmed every file"
 
     def __init__(self, count: int, total: int) -> None:
         self.count = count
@@ -255,25 +285,6 @@ class SenderMachine2:
 
     def receive_chunk(self, length: int) -> Actions:
         return self.protocol_violation("the receiver sent a binary frame")
-
-    def abort(self, reason: str) -> Actions:
-        if self.state in _ENDED:
-            return ()
-        self.state = State.FAILED
-        return (Send(Error(shorten(reason))), Fail(reason, True))
-
-    def channel_closed(self) -> Actions:
-        if self.state in _ENDED:
-            return ()
-        self.state = State.FAILED
-        return (Fail("the connection closed before the receiver confirmed every file", False),)
-
-    def protocol_violation(self, reason: str) -> Actions:
-        if self.state in _ENDED:
-            return ()
-        self.state = State.FAILED
-        return (Send(Error(f"protocol violation: {reason}")),
-                Fail(f"the receiver broke the protocol: {reason}", True))
 
     # -- internals -----------------------------------------------------------------
 
@@ -362,8 +373,11 @@ class _Incoming:
     failure: str | None = None
 
 
-class ReceiverMachine2:
+class ReceiverMachine2(_Ending):
     """The receiving side of rtcxfer/2, from a hello that offers version 2."""
+
+    PEER = "sender"
+    CLOSED_EARLY = "the connection closed before the transfer finished"
 
     def __init__(self, *, fold_case: bool = False, stdout: bool = False,
                  allow_hidden: bool = True) -> None:
@@ -486,25 +500,6 @@ class ReceiverMachine2:
         self.settled = upto
         return (Send(Acks(upto=upto, failed=tuple(failed), renamed=tuple(saved_as))),
                 *self._finish_if_requested())
-
-    def abort(self, reason: str) -> Actions:
-        if self.state in _ENDED:
-            return ()
-        self.state = State.FAILED
-        return (Send(Error(shorten(reason))), Fail(reason, True))
-
-    def channel_closed(self) -> Actions:
-        if self.state in _ENDED:
-            return ()
-        self.state = State.FAILED
-        return (Fail("the connection closed before the transfer finished", False),)
-
-    def protocol_violation(self, reason: str) -> Actions:
-        if self.state in _ENDED:
-            return ()
-        self.state = State.FAILED
-        return (Send(Error(f"protocol violation: {reason}")),
-                Fail(f"the sender broke the protocol: {reason}", True))
 
     # -- internals -----------------------------------------------------------------
 
