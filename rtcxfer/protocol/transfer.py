@@ -207,8 +207,8 @@ def _parse_decline(obj: dict[str, Any]) -> Decline:
     return Decline(reason=_require_text(obj, "reason", "decline"))
 
 
-def parse_message(frame: str) -> Message:
-    """Parse one text frame; raise :class:`TransferProtocolError` if it is not valid."""
+def decode_frame(frame: str) -> tuple[dict[str, Any], str]:
+    """A control frame's JSON object and its ``type`` (rtcxfer/1 and /2 alike)."""
     try:
         obj = json.loads(frame)
     except (json.JSONDecodeError, RecursionError) as error:
@@ -218,6 +218,12 @@ def parse_message(frame: str) -> Message:
     kind = obj.get("type")
     if not isinstance(kind, str):
         raise TransferProtocolError("control frame has no string 'type'")
+    return obj, kind
+
+
+def parse_message(frame: str) -> Message:
+    """Parse one text frame; raise :class:`TransferProtocolError` if it is not valid."""
+    obj, kind = decode_frame(frame)
     match kind:
         case "hello":
             return _parse_hello(obj)

@@ -26,6 +26,7 @@ from rtcxfer.protocol.transfer import (
     _parse_decline,
     _require_count,
     _require_text,
+    decode_frame,
 )
 
 VERSION2 = 2
@@ -255,15 +256,7 @@ def _parse_pack(obj: dict[str, Any]) -> Pack:
 
 def parse_message2(frame: str) -> Message2:
     """Parse one text frame of an rtcxfer/2 session (or the first frame of any session)."""
-    try:
-        obj = json.loads(frame)
-    except (json.JSONDecodeError, RecursionError) as error:
-        raise TransferProtocolError(f"control frame is not valid JSON: {error}") from None
-    if not isinstance(obj, dict):
-        raise TransferProtocolError("control frame is not a JSON object")
-    kind = obj.get("type")
-    if not isinstance(kind, str):
-        raise TransferProtocolError("control frame has no string 'type'")
+    obj, kind = decode_frame(frame)
     match kind:
         case "hello":
             return _parse_hello(obj)
