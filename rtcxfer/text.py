@@ -29,6 +29,16 @@ _BLANK_CHARACTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 _SHORT_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
 
+def _plainly_visible(text: str) -> bool:
+    """A fast, exact shortcut: True only when no character of ``text`` is hidden.
+
+    ``str.isprintable`` is False for every character of the hidden categories (and
+    for the non-ASCII spaces, which are not hidden: those take the slow path), so a
+    printable text can only hide one of the blank characters.
+    """
+    return text.isprintable() and (text.isascii() or _BLANK_CHARACTERS.isdisjoint(text))
+
+
 def is_hidden(char: str) -> bool:
     """True for a character that must never reach a terminal raw (see module doc)."""
     return unicodedata.category(char) in _HIDDEN_CATEGORIES or char in _BLANK_CHARACTERS
@@ -54,7 +64,7 @@ def printable(text: object, *, limit: int | None = None) -> str:
     value = text if isinstance(text, str) else str(text)
     if limit is not None and len(value) > limit:
         value = value[: max(0, limit - 1)] + "…"
-    if all(not is_hidden(char) for char in value):
+    if _plainly_visible(value) or all(not is_hidden(char) for char in value):
         return value
     return "".join(_escape(char) if is_hidden(char) else char for char in value)
 
@@ -65,6 +75,8 @@ def invisible_problem(name: str) -> str | None:
     Refused: control characters, bidirectional controls, zero-width and other
     invisible or blank characters, line/paragraph separators, surrogates.
     """
+    if _plainly_visible(name):
+        return None
     for char in name:
         if is_hidden(char):
             category = unicodedata.category(char)

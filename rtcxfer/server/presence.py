@@ -19,7 +19,7 @@ hand a relayed message to it, tell it a partner is gone, or evict it.
 from __future__ import annotations
 
 import abc
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from typing import Protocol
 
 from websockets.frames import Frame, Opcode
@@ -49,6 +49,10 @@ class PresenceSink(Protocol):
 
     def write(self, client: Conn, frame: bytes, *, urgent: bool = True) -> None:
         """Queue a complete WebSocket frame for a local client."""
+
+    def write_many(self, clients: Iterable[Conn], frame: bytes) -> None:
+        """Queue one presence frame (not urgent) for each of ``clients``, in one call:
+        the fan-out of a login is the server's hottest loop."""
 
     def deliver_local(self, client: Conn, payload: bytes, sender: str, kind: str,
                       session: str | None) -> None:
@@ -168,14 +172,11 @@ class MemoryPresence(Presence):
         return True
 
     def broadcast(self, room: str, frame: bytes, *, exclude: str | None = None) -> None:
-        write = self.sink.write
         members = self.rooms.get(room)
         if members is None or not frame:
             return
         if exclude is None:
-            for client in members.values():
-                write(client, frame, urgent=False)
+            self.sink.write_many(members.values(), frame)
             return
-        for name, client in members.items():
-            if name != exclude:
-                write(client, frame, urgent=False)
+        self.sink.write_many([client for name, client in members.items() if name != exclude],
+                             frame)

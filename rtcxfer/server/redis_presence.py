@@ -433,11 +433,9 @@ class RedisPresence(Presence):
                 self.sink.partner_gone(client, name)
 
     def _tell_local(self, mirror: Mirror, seq: int, frame: bytes, *, exclude: str) -> None:
-        write = self.sink.write
         client_seq = mirror.client_seq
-        for name, client in mirror.local.items():
-            if name != exclude and client_seq.get(client, 0) < seq:
-                write(client, frame, urgent=False)
+        self.sink.write_many([client for name, client in mirror.local.items()
+                              if name != exclude and client_seq.get(client, 0) < seq], frame)
 
     # The backend interface
 
@@ -529,9 +527,8 @@ class RedisPresence(Presence):
         mirror = self.rooms.get(room)
         if mirror is None:
             return
-        for name, client in mirror.local.items():
-            if name != exclude:
-                self.sink.write(client, frame, urgent=False)
+        self.sink.write_many([client for name, client in mirror.local.items()
+                              if name != exclude], frame)
 
     # Leases, reaping and rebuilding
 

@@ -619,6 +619,23 @@ class SignalingServer:
                 asyncio.get_running_loop().call_later(PRESENCE_DELAY, self._flush_lazy)
         outbox.append(frame)
 
+    def write_many(self, clients: Iterable[Client], frame: bytes) -> None:  # type: ignore[override]
+        """:meth:`write` of one presence frame (``urgent=False``) to each of ``clients``,
+        inlined: a login storm of N users makes N²/2 of these."""
+        if not frame:
+            return
+        lazy = self._lazy
+        waiting = bool(lazy)
+        for client in clients:
+            if client.closing:
+                continue
+            outbox = client.outbox
+            if not outbox:
+                lazy.append(client)
+            outbox.append(frame)
+        if lazy and not waiting:
+            asyncio.get_running_loop().call_later(PRESENCE_DELAY, self._flush_lazy)
+
     def _flush_urgent(self) -> None:
         clients, self._urgent = self._urgent, []
         self.flush(clients)

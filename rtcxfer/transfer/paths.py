@@ -46,36 +46,37 @@ def split_name(name: str) -> tuple[str, ...]:
     """The components of a safe relative name; raise :class:`UnsafeName` otherwise."""
     if not name:
         raise UnsafeName("an empty file name")
-    shown = _shown(name)
     try:
         encoded = name.encode("utf-8")
     except UnicodeEncodeError:
-        raise UnsafeName(f"{shown} is not valid Unicode") from None
+        raise UnsafeName(f"{_shown(name)} is not valid Unicode") from None
     if len(encoded) > MAX_PATH_BYTES:
-        raise UnsafeName(f"{shown} is longer than {MAX_PATH_BYTES} bytes")
+        raise UnsafeName(f"{_shown(name)} is longer than {MAX_PATH_BYTES} bytes")
     if _CONTROL_CHARACTER.search(name):
-        raise UnsafeName(f"{shown} contains a control character")
+        raise UnsafeName(f"{_shown(name)} contains a control character")
     hidden = invisible_problem(name)
     if hidden is not None:
         # "photo\u202egnp.exe" would show as "photoexe.png".
-        raise UnsafeName(f"{shown} {hidden}")
+        raise UnsafeName(f"{_shown(name)} {hidden}")
     if "\\" in name:
-        raise UnsafeName(f"{shown} contains a backslash")
+        raise UnsafeName(f"{_shown(name)} contains a backslash")
     if name.startswith("/"):
-        raise UnsafeName(f"{shown} is an absolute path")
+        raise UnsafeName(f"{_shown(name)} is an absolute path")
     if _DRIVE_PREFIX.match(name):
-        raise UnsafeName(f"{shown} starts with a drive letter")
+        raise UnsafeName(f"{_shown(name)} starts with a drive letter")
     components = tuple(name.split("/"))
+    short = len(encoded) <= MAX_COMPONENT_BYTES
     for component in components:
         if component in ("", ".", ".."):
-            raise UnsafeName(f"{shown} has an empty, '.' or '..' component")
-        if len(component.encode("utf-8")) > MAX_COMPONENT_BYTES:
-            raise UnsafeName(f"{shown} has a component longer than {MAX_COMPONENT_BYTES} bytes")
+            raise UnsafeName(f"{_shown(name)} has an empty, '.' or '..' component")
+        if not short and len(component.encode("utf-8")) > MAX_COMPONENT_BYTES:
+            raise UnsafeName(
+                f"{_shown(name)} has a component longer than {MAX_COMPONENT_BYTES} bytes")
         device = component.split(".", 1)[0].rstrip(" ").upper()
         if device in _RESERVED_DEVICE_NAMES:
-            raise UnsafeName(f"{shown} uses the reserved device name {device}")
+            raise UnsafeName(f"{_shown(name)} uses the reserved device name {device}")
     if components[-1].endswith((PART_SUFFIX, META_SUFFIX)):
-        raise UnsafeName(f"{shown} ends like an rtcxfer partial download")
+        raise UnsafeName(f"{_shown(name)} ends like an rtcxfer partial download")
     return components
 
 

@@ -55,3 +55,21 @@ def test_names_with_hidden_characters_are_refused() -> None:
     assert invisible_problem("a\x00b") is not None
     assert invisible_problem("alice") is None
     assert invisible_problem("Zoë ファイル") is None
+
+
+@given(st.text(alphabet=st.characters(codec=None), max_size=40))
+def test_the_fast_shortcut_agrees_with_the_per_character_rule(text: str) -> None:
+    # printable() and invisible_problem() skip the per-character walk for text that
+    # str.isprintable() vouches for; the answer must be the one the walk gives.
+    hidden = any(is_hidden(char) for char in text)
+    assert (invisible_problem(text) is not None) == hidden
+    assert (printable(text) != text) == hidden
+
+
+def test_the_fast_shortcut_still_sees_blank_and_space_characters() -> None:
+    for blank in "\u115f\u1160\u3164\uffa0\u2800":
+        assert invisible_problem(f"a{blank}b") is not None
+        assert printable(f"a{blank}b") != f"a{blank}b"
+    for space in "\u00a0\u3000\u2009":  # visible spaces: not hidden, not printable()
+        assert invisible_problem(f"a{space}b") is None
+        assert printable(f"a{space}b") == f"a{space}b"
