@@ -50,12 +50,15 @@ class Result:
     sender_rss_mb: float
     receiver_rss_mb: float
     ok: bool
+    sender_cpu: float = 0.0  # seconds of CPU (user + system) of the process
+    receiver_cpu: float = 0.0
 
     def row(self) -> str:
         rate = self.files / self.seconds if self.seconds else 0.0
         mbs = self.total_bytes / 1e6 / self.seconds if self.seconds else 0.0
         return (f"{self.tool:9} {self.files:>9,} {self.seconds:9.1f} {rate:10,.0f} "
-                f"{mbs:7.2f} {self.sender_rss_mb:9.0f} {self.receiver_rss_mb:9.0f}  "
+                f"{mbs:7.2f} {self.sender_rss_mb:9.0f} {self.receiver_rss_mb:9.0f} "
+                f"{self.sender_cpu:9.1f} {self.receiver_cpu:9.1f}  "
                 f"{'ok' if self.ok else 'FAILED'}")
 
 
@@ -82,17 +85,27 @@ def build_tree(root: Path, count: int) -> int:
     return total
 
 
-def wait_rss(process: subprocess.Popen[bytes], deadline: float) -> tuple[int, float]:
-    """Exit code and peak RSS (MB) of ``process``, waiting at most until ``deadline``."""
+def wait_rss(process: subprocess.Popen[bytes], deadline: float
+             ) -> tuple[int, float, float]:
+    """Exit code, peak RSS (MB) and CPU seconds (user + system) of ``process``, waiting
+    at most until ``deadline``. CPU time says what a run cost even when other work on
+    the machine stretched its wall time."""
     while time.monotonic() < deadline:
         pid, status, usage = os.wait4(process.pid, os.WNOHANG)
         if pid:
             process.returncode = os.waitstatus_to_exitcode(status)
-            return process.returncode, usage.ru_maxrss / 1024
+            return (process.returncode, usage.ru_maxrss / 1024,
+                    usage.ru_utime + usage.ru_stime)
         time.sleep(0.05)
     process.kill()
     _, status, usage = os.wait4(process.pid, 0)
-    return -9, usage.ru_maxrss / 1024
+    return -9, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
+
+
+def _median(rows: list[Result]) -> Result:
+    """The run of median wall time (its other figures with it)."""
+    ordered = sorted(rows, key=lambda row: row.seconds)
+    return ordered[len(ordered) // 2]
 
 
 def stop(processes: list[subprocess.Popen[bytes]]) -> None:
@@ -138,11 +151,12 @@ def run_rtcxfer(tree: Path, work: Path, files: int, total: int) -> Result:
         sender = subprocess.Popen([*RTCXFER, "send", "--server", url, "--name", "bench-tx",
                                    "--quiet", "bench-rx", str(tree)], **quiet)
         deadline = started + RUN_TIMEOUT
-        send_code, send_rss = wait_rss(sender, deadline)
-        listen_code, listen_rss = wait_rss(listener, deadline)
+        send_code, send_rss, send_cpu = wait_rss(sender, deadline)
+        listen_code, listen_rss, listen_cpu = wait_rss(listener, deadline)
         seconds = time.monotonic() - started
         ok = send_code == 0 and listen_code == 0 and count_files(inbox) == files
-        return Result("rtcxfer", files, seconds, total, send_rss, listen_rss, ok)
+        return Result("rtcxfer", files, seconds, total, send_rss, listen_rss, ok,
+                      send_cpu, listen_cpu)
     finally:
         stop(background)
 
@@ -171,11 +185,12 @@ def run_wormhole(tree: Path, work: Path, files: int, total: int) -> Result:
                                      "-o", str(inbox / tree.name), code],
                                     stdin=subprocess.DEVNULL, **quiet)
         deadline = started + RUN_TIMEOUT
-        send_code, send_rss = wait_rss(sender, deadline)
-        receive_code, receive_rss = wait_rss(receiver, deadline)
+        send_code, send_rss, send_cpu = wait_rss(sender, deadline)
+        receive_code, receive_rss, receive_cpu = wait_rss(receiver, deadline)
         seconds = time.monotonic() - started
         ok = send_code == 0 and receive_code == 0 and count_files(inbox) == files
-        return Result("wormhole", files, seconds, total, send_rss, receive_rss, ok)
+        return Result("wormhole", files, seconds, total, send_rss, receive_rss, ok,
+                      send_cpu, receive_cpu)
     finally:
         stop(servers)
 
@@ -331,7 +346,9 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--large", type=int, metavar="MIB",
                         help="only compare one MIB-sized file through the v1 and v2 drivers")
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=None,
+                        help="runs per size, tools alternating; medians printed "
+                             "(default 1 for folders, 3 for --large)")
     parser.add_argument("--state", type=int, metavar="N",
                         help="only measure the machines' state for N files (no network)")
     args = parser.parse_args()
@@ -339,24 +356,39 @@ def main() -> None:
         state_per_file(args.state)
         return
     if args.large:
-        large_file(args.large, args.runs)
+        large_file(args.large, args.runs or 3)
         return
     tools = [run_rtcxfer] if args.memory_only else [run_wormhole, run_rtcxfer]
-    print(f"{'tool':9} {'files':>9} {'seconds':>9} {'files/s':>10} {'MB/s':>7} "
-          f"{'tx RSS MB':>9} {'rx RSS MB':>9}")
+    header = (f"{'tool':9} {'files':>9} {'seconds':>9} {'files/s':>10} {'MB/s':>7} "
+              f"{'tx RSS MB':>9} {'rx RSS MB':>9} {'tx CPU s':>9} {'rx CPU s':>9}")
+    print(header)
+    runs = args.runs or 1
     for files in args.files:
         work = Path(tempfile.mkdtemp(prefix="rtcxfer-bench-folders-"))
         try:
             tree = work / "tree"
             total = build_tree(tree, files)
-            results = []
-            for tool in tools:
-                result = tool(tree, work, files, total)
-                results.append(result)
-                print(result.row(), flush=True)
-            if len(results) == 2 and all(r.ok for r in results):
-                ratio = (results[0].seconds / results[1].seconds)
-                print(f"rtcxfer/wormhole files/s: {ratio:.2f}x", flush=True)
+            results: dict[str, list[Result]] = {}
+            for run in range(runs):
+                for tool in tools:
+                    run_dir = work / f"run{run}"
+                    run_dir.mkdir(exist_ok=True)
+                    result = tool(tree, run_dir, files, total)
+                    results.setdefault(result.tool, []).append(result)
+                    print(result.row(), flush=True)
+                    shutil.rmtree(run_dir, ignore_errors=True)
+            medians = {tool: _median(rows) for tool, rows in results.items()}
+            if runs > 1:
+                print(f"medians of {runs} runs:\n{header}")
+                for row in medians.values():
+                    print(row.row(), flush=True)
+            if len(medians) == 2 and all(r.ok for rows in results.values() for r in rows):
+                rtc, worm = medians["rtcxfer"], medians["wormhole"]
+                print(f"rtcxfer/wormhole files/s: {worm.seconds / rtc.seconds:.2f}x; "
+                      f"CPU per file, both ends: rtcxfer "
+                      f"{(rtc.sender_cpu + rtc.receiver_cpu) / files * 1e6:.0f} us, wormhole "
+                      f"{(worm.sender_cpu + worm.receiver_cpu) / files * 1e6:.0f} us",
+                      flush=True)
         finally:
             if args.keep:
                 print(f"kept {work}")

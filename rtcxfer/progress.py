@@ -32,6 +32,7 @@ MIB = 1024 * 1024
 # A receiver lists every saved path up to this many files; beyond, "N files into DIR"
 # (renamed files are always listed).
 LISTED_PATHS = 10
+LISTED_RENAMED = 100
 
 
 class OutputMode(Enum):
@@ -144,8 +145,8 @@ class Output:
             resumed_bytes=report.resumed_bytes,
             seconds=round(report.seconds, 3),
             mb_per_s=round(rate, 2),
-            renamed=len(outcomes.renamed),
-            resumed=len(outcomes.resumed),
+            renamed=outcomes.renamed_count,
+            resumed=outcomes.resumed_count,
         )
         if not report.ok:
             return
@@ -153,17 +154,19 @@ class Output:
         resumed = f" ({format_size(report.resumed_bytes)} resumed)" if report.resumed_bytes else ""
         line = (f"{count(report.files, 'file')}, {format_size(report.bytes)}{resumed} {verb} "
                 f"{peer} in {report.seconds:.1f} s ({rate:.1f} MiB/s)")
-        if direction == "send" and (outcomes.renamed or outcomes.resumed):
-            kept = report.files - len(outcomes.renamed)
+        if direction == "send" and (outcomes.renamed_count or outcomes.resumed_count):
+            kept = report.files - outcomes.renamed_count
             parts = [f"{printable(peer)} kept {kept} under {'its' if kept == 1 else 'their'} "
-                     "own name", f"renamed {len(outcomes.renamed)}"]
-            if outcomes.resumed:
-                parts.append(f"resumed {len(outcomes.resumed)}")
+                     "own name", f"renamed {outcomes.renamed_count}"]
+            if outcomes.resumed_count:
+                parts.append(f"resumed {outcomes.resumed_count}")
             line += ": " + ", ".join(parts)
         self.say(line)
         if direction == "send":
             for name, saved_as in outcomes.renamed:
                 self.say(f"  {printable(name)} was saved as {printable(saved_as)}")
+            if outcomes.renamed_count > len(outcomes.renamed):
+                self.say(f"  and {outcomes.renamed_count - len(outcomes.renamed)} more renamed")
 
     def observer(self, *, peer: str, session: str, direction: str) -> ProgressObserver:
         return ProgressObserver(self, peer=peer, session=session, direction=direction)
@@ -173,9 +176,13 @@ class Output:
 class _Outcomes:
     """What happened to the files of one transfer, for its summary."""
 
-    saved: list[Path] = field(default_factory=list)  # receiver: where each file landed
+    # Counts, and the first few of each kind for the listing: a transfer of a million
+    # files keeps a few hundred bytes here, not a path per file.
+    saved: list[Path] = field(default_factory=list)  # receiver: where the first files landed
+    saved_count: int = 0
     renamed: list[tuple[str, str]] = field(default_factory=list)  # (offered, saved as)
-    resumed: list[tuple[str, int]] = field(default_factory=list)  # (name, bytes held)
+    renamed_count: int = 0
+    resumed_count: int = 0
     folder: Path | None = None  # receiver: the download folder
 
 
@@ -204,6 +211,8 @@ class ProgressObserver:
         self._in_flight: dict[int, tuple[FileEntry, int]] = {}
         self._completed_bytes = 0
         self._last_event = 0.0
+        self._named_at = 0.0
+        self._named_index = -1
         self.outcomes = _Outcomes()
         output._outcomes[(peer, session)] = self.outcomes
 
@@ -225,12 +234,22 @@ class ProgressObserver:
 
     def file_started(self, index: int, entry: FileEntry, offset: int) -> None:
         self._in_flight[index] = (entry, offset)
-        self.output.event("file_started", offset=offset, **self._fields(index, entry))
+        if self.output.mode is OutputMode.JSON:
+            self.output.event("file_started", offset=offset, **self._fields(index, entry))
         if offset > 0:
             self.output.say(f"resuming {printable(entry.name)} from {format_size(offset)}")
         if self._total_bar is not None:
-            self._total_bar.set_description_str(
-                f"{self.label} · {_shorten(printable(entry.name))}", refresh=False)
+            now = time.monotonic()
+            # The bar names the file being moved; thousands of small files a second
+            # need not be named one by one.
+            if now - self._named_at >= 1 / PROGRESS_EVENTS_PER_SECOND:
+                self._name(index, entry, now)
+
+    def _name(self, index: int, entry: FileEntry, now: float) -> None:
+        assert self._total_bar is not None
+        self._named_at, self._named_index = now, index
+        self._total_bar.set_description_str(
+            f"{self.label} · {_shorten(printable(entry.name))}", refresh=False)
 
     def file_progress(self, index: int, done: int) -> None:
         flying = self._in_flight.get(index)
@@ -239,6 +258,10 @@ class ProgressObserver:
         entry, before = flying
         self._in_flight[index] = (entry, max(before, done))
         if self._total_bar is not None:
+            if index != self._named_index:  # a file long enough to report progress
+                now = time.monotonic()
+                if now - self._named_at >= 1 / PROGRESS_EVENTS_PER_SECOND:
+                    self._name(index, entry, now)
             if done > before:
                 self._total_bar.update(done - before)
             return
@@ -251,13 +274,15 @@ class ProgressObserver:
                       path: Path | None, *, saved_as: str | None = None,
                       resumed_from: int | None = None) -> None:
         receiving = self.direction != "send"
-        if receiving and ok and path is not None and saved_as is None:
+        if (receiving and ok and path is not None and saved_as is None
+                and not str(path).endswith("/" + entry.name)):
             # An observer driven without the ack extension still sees the path.
             saved_as = _renamed(entry.name, path)
-        self.output.event("file_done", ok=ok, reason=reason,
-                          path=str(path) if path is not None else None,
-                          saved_as=saved_as, resumed_from=resumed_from,
-                          **self._fields(index, entry))
+        if self.output.mode is OutputMode.JSON:
+            self.output.event("file_done", ok=ok, reason=reason,
+                              path=str(path) if path is not None else None,
+                              saved_as=saved_as, resumed_from=resumed_from,
+                              **self._fields(index, entry))
         _, done = self._in_flight.pop(index, (entry, entry.size))
         if self._total_bar is not None and done < entry.size and ok:
             # An empty file (or one held whole) still moves the bar to its end.
@@ -265,14 +290,19 @@ class ProgressObserver:
         if not ok:
             self.output.say(f"{printable(entry.name)}: {printable(reason)}")
             return
+        outcomes = self.outcomes
         if resumed_from:
-            self.outcomes.resumed.append((entry.name, resumed_from))
+            outcomes.resumed_count += 1
         if receiving and path is not None:
-            self.outcomes.saved.append(path)
-            if self.outcomes.folder is None:
-                self.outcomes.folder = _folder_of(path, entry.name)
+            outcomes.saved_count += 1
+            if len(outcomes.saved) <= LISTED_PATHS:
+                outcomes.saved.append(path)
+            if outcomes.folder is None:
+                outcomes.folder = _folder_of(path, entry.name)
         if saved_as is not None:
-            self.outcomes.renamed.append((entry.name, saved_as))
+            outcomes.renamed_count += 1
+            if len(outcomes.renamed) < LISTED_RENAMED:
+                outcomes.renamed.append((entry.name, saved_as))
             if receiving:
                 self.output.warn(
                     "renamed", f"{entry.name} already exists: saved as "
@@ -307,18 +337,21 @@ class ProgressObserver:
             self._list_saved()
 
     def _list_saved(self) -> None:
-        saved = self.outcomes.saved
+        outcomes = self.outcomes
+        saved = outcomes.saved
         if not saved:
             return
-        if len(saved) <= LISTED_PATHS:
+        if outcomes.saved_count <= LISTED_PATHS:
             for path in saved:
                 self.output.say(f"saved {path}")
         else:
-            renamed = self.outcomes.renamed
-            note = f", {len(renamed)} of them renamed:" if renamed else ""
-            self.output.say(f"saved {len(saved)} files into {self.outcomes.folder}{note}")
+            renamed = outcomes.renamed
+            note = f", {outcomes.renamed_count} of them renamed:" if renamed else ""
+            self.output.say(f"saved {outcomes.saved_count} files into {outcomes.folder}{note}")
             for name, saved_as in renamed:
                 self.output.say(f"  {name} -> {saved_as}")
+            if outcomes.renamed_count > len(renamed):
+                self.output.say(f"  and {outcomes.renamed_count - len(renamed)} more")
 
 
 def _renamed(name: str, path: Path) -> str | None:

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from rtcxfer.errors import ExitCode, Interrupted, RtcxferError
+from rtcxfer.gctune import PEER_THRESHOLDS, tune_garbage_collector
 from rtcxfer.progress import Output
 
 T = TypeVar("T")
@@ -31,6 +32,7 @@ def run_peer_command(
     re-raised for the CLI to print.
     """
     exit_codes = exit_codes or {}
+    tune_garbage_collector(PEER_THRESHOLDS)
 
     async def main() -> T | ExitCode:
         loop = asyncio.get_running_loop()

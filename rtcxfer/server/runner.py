@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import ipaddress
 import logging
 import resource
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rtcxfer.errors import RtcxferError
+from rtcxfer.gctune import SERVER_THRESHOLDS, tune_garbage_collector
 from rtcxfer.server.addresses import listening_urls
 from rtcxfer.server.server import ServerConfig, SignalingServer
 
@@ -48,19 +48,11 @@ def raise_file_limit() -> int:
     return soft
 
 
-# Cyclic GC thresholds for the server process. With thousands of connections a
-# full collection walks millions of objects (a pause of a few hundred ms at 5,000
-# clients); with the defaults that happens every few seconds under load and sets
-# the relay p99. These make young collections rarer and full ones rarer still,
-# while garbage from closed connections is still collected (docs/server.md).
-GC_THRESHOLDS = (100_000, 50, 20)
-
-
-def tune_garbage_collector() -> None:
-    """Move startup objects out of the collector's way and space collections out."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
+# Cyclic GC thresholds for the server process (rtcxfer.gctune): with thousands of
+# connections a full collection walks millions of objects (a pause of a few hundred
+# ms at 5,000 clients); with the defaults that happens every few seconds under load
+# and sets the relay p99.
+GC_THRESHOLDS = SERVER_THRESHOLDS
 
 
 def run_on_fastest_loop(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
@@ -120,7 +112,7 @@ def serve_main(config: ServerConfig) -> None:
         if sys.stdout.isatty():
             print_qr_code(phone_url(pages, config.token), token=config.token is not None)
 
-    tune_garbage_collector()
+    tune_garbage_collector(GC_THRESHOLDS)
     limit = raise_file_limit()
     logger.debug("open file limit %d", limit)
     if limit < config.max_users + 64:

@@ -67,7 +67,8 @@ from rtcxfer.transfer.sources import Skipped, iter_sources, skipped_error
 READ_BLOCK = 1024 * 1024
 # Files up to this size are read whole, ahead of time, in the thread pool.
 SMALL_FILE = 256 * 1024
-PREFETCH_FILES = 32
+PREFETCH_FILES = 64
+PREFETCH_BATCH_BYTES = 1024 * 1024
 READ_WORKERS = 2
 # Room for the fields of hello/list around the files array.
 ENVELOPE_BYTES = 200
@@ -196,7 +197,11 @@ class _Sender2:
         self.walked = 0
         self.walked_total = 0
         self.items: dict[int, Item] = {}
-        self.prefetched: dict[int, Future[tuple[bytes, str]]] = {}
+        # Small files are read ahead in batches (one pool job per batch): index -> the
+        # batch's future, whose result maps each of its indexes to (data, sha256) or
+        # the error reading it.
+        self.prefetched: dict[int, Future[dict[int, _Read]]] = {}
+        self.prefetch_end = 0
         self.streams: asyncio.Queue[StreamFile] = asyncio.Queue()
         self.held_starts: dict[int, FileStart] = {}
         self.pack: list[Packed] = []
@@ -443,9 +448,7 @@ class _Sender2:
             if (item.path is not None and size is not None and size <= SMALL_FILE
                     and size - offset <= self.frame):
                 try:
-                    future = self.prefetched.pop(index, None) or self.io.submit(
-                        _read_whole, item.path, size)
-                    data, digest = await asyncio.wrap_future(future)
+                    data, digest = await self._read_small(index, item.path, size)
                 except (SourceChanged, OSError) as error:
                     self._execute(self.machine.abort(_describe_read_error(item, error)))
                     return
@@ -493,14 +496,46 @@ class _Sender2:
             self._execute(self.machine.channel_closed())
 
     def _prefetch(self, start: int) -> None:
-        for index in range(start, start + PREFETCH_FILES):
+        """Read the small files among the next PREFETCH_FILES ahead, a batch per job
+        (at most PREFETCH_BATCH_BYTES each), unless half of them are read already."""
+        index = max(start, self.prefetch_end)
+        if index >= start + PREFETCH_FILES // 2:
+            return
+        end = start + PREFETCH_FILES
+        batch: list[tuple[int, Path, int]] = []
+        batch_bytes = 0
+        while index < end:
             item = self.items.get(index)
             if item is None:
                 break
-            if (index in self.prefetched or item.path is None or item.entry.size is None
-                    or item.entry.size > SMALL_FILE):
-                continue
-            self.prefetched[index] = self.io.submit(_read_whole, item.path, item.entry.size)
+            size = item.entry.size
+            if (item.path is not None and size is not None and size <= SMALL_FILE
+                    and index not in self.prefetched):
+                batch.append((index, item.path, size))
+                batch_bytes += size
+                if batch_bytes >= PREFETCH_BATCH_BYTES:
+                    self._submit_reads(batch)
+                    batch, batch_bytes = [], 0
+            index += 1
+        self.prefetch_end = index
+        if batch:
+            self._submit_reads(batch)
+
+    def _submit_reads(self, batch: list[tuple[int, Path, int]]) -> None:
+        future = self.io.submit(_read_batch, batch)
+        for index, _path, _size in batch:
+            self.prefetched[index] = future
+
+    async def _read_small(self, index: int, path: Path, size: int) -> tuple[bytes, str]:
+        """The bytes and sha256 of a small file: read ahead, or now."""
+        future = self.prefetched.pop(index, None)
+        if future is None:
+            future = self.io.submit(_read_batch, [(index, path, size)])
+        results = future.result() if future.done() else await asyncio.wrap_future(future)
+        result = results[index]
+        if isinstance(result, BaseException):
+            raise result
+        return result
 
     async def _send_frames(self, data: bytes | memoryview) -> bool:
         view = memoryview(data)
@@ -523,11 +558,8 @@ class _Sender2:
             if item.stdin is not None:
                 return await self._stream_stdin(index, item.stdin)
             assert item.path is not None and item.entry.size is not None
-            future = self.prefetched.pop(index, None)
-            if future is None and item.entry.size <= SMALL_FILE:
-                future = self.io.submit(_read_whole, item.path, item.entry.size)
-            if future is not None:
-                data, digest = await asyncio.wrap_future(future)
+            if item.entry.size <= SMALL_FILE:
+                data, digest = await self._read_small(index, item.path, item.entry.size)
                 if not await self._send_frames(memoryview(data)[offset:]):
                     return None
                 self.sent_bytes += len(data) - offset
@@ -605,11 +637,36 @@ def _describe_read_error(item: Item, error: Exception) -> str:
 
 
 def _read_whole(path: Path, size: int) -> tuple[bytes, str]:
-    with path.open("rb") as file:
-        data = file.read(size + 1)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        parts = [os.read(fd, size + 1)]
+        got = len(parts[0])
+        while 0 < got <= size:  # a short read (rare on a regular file): read on
+            more = os.read(fd, size + 1 - got)
+            if not more:
+                break
+            parts.append(more)
+            got += len(more)
+    finally:
+        os.close(fd)
+    data = parts[0] if len(parts) == 1 else b"".join(parts)
     if len(data) != size:
         raise SourceChanged(f"{path} changed size while being sent")
     return data, hashlib.sha256(data).hexdigest()
+
+
+_Read = tuple[bytes, str] | BaseException
+
+
+def _read_batch(batch: list[tuple[int, Path, int]]) -> dict[int, _Read]:
+    """Read each file of ``batch``; an error belongs to its file, not to the batch."""
+    results: dict[int, _Read] = {}
+    for index, path, size in batch:
+        try:
+            results[index] = _read_whole(path, size)
+        except (OSError, SourceChanged) as error:
+            results[index] = error
+    return results
 
 
 async def _read_in_daemon(stdin: BinaryIO) -> bytes:
