@@ -16,12 +16,12 @@ which acks it with one ``acks`` message.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import ctypes
 import hashlib
 import logging
 import os
-import queue
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
@@ -185,6 +185,56 @@ class _Ready:
     part: PartFile
 
 
+class _Handoff:
+    """Verified files from the disk thread to the committer, in bulk.
+
+    At most ``limit`` wait here: each holds two open descriptors (its part file and
+    its folder), so the limit is also the receiver's bound on descriptors in use.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.items: collections.deque[_Ready] = collections.deque()
+        self.closed = False
+        self.changed = threading.Condition()
+
+    def put_many(self, items: list[_Ready]) -> None:
+        """Queue ``items`` in order, waiting for room as the committer takes them."""
+        position = 0
+        with self.changed:
+            while position < len(items):
+                while len(self.items) >= self.limit:
+                    self.changed.wait()
+                room = self.limit - len(self.items)
+                self.items.extend(items[position:position + room])
+                position += room
+                self.changed.notify_all()
+
+    def close(self) -> None:
+        """No more items: :meth:`take` returns what is left, then None."""
+        with self.changed:
+            self.closed = True
+            self.changed.notify_all()
+
+    def take(self, most: int, linger: float) -> list[_Ready] | None:
+        """Up to ``most`` items: waits for a first one, then up to ``linger`` seconds for
+        the group to fill. None once closed and empty."""
+        with self.changed:
+            while not self.items:
+                if self.closed:
+                    return None
+                self.changed.wait()
+            deadline = time.monotonic() + linger
+            while len(self.items) < most and not self.closed:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self.changed.wait(left)
+            group = [self.items.popleft() for _ in range(min(most, len(self.items)))]
+            self.changed.notify_all()
+            return group
+
+
 class _Receiver2:
     def __init__(self, channel: RTCDataChannel, download_dir: Path, decide: Decide,
                  overwrite: bool, observer: TransferObserver, stdout: BinaryIO | None,
@@ -204,7 +254,8 @@ class _Receiver2:
         self.link = ChannelLink(channel, self.on_message)
         self.link.on_close(lambda: self._execute(self.machine.channel_closed()))
         self.disk = receiver1._DiskThread()
-        self.ready: queue.Queue[_Ready | None] = queue.Queue(MAX_READY)
+        self.ready = _Handoff(MAX_READY)
+        self.verified: list[_Ready] = []  # disk thread: files verified by the current job
         self.committer = threading.Thread(target=self._commit_loop, daemon=True,
                                           name="rtcxfer-commit")
         self.committer.start()
@@ -250,7 +301,7 @@ class _Receiver2:
             self.disk.submit(self.folders.close)
             self.disk.stop()
             await asyncio.to_thread(self.disk.thread.join)
-            self.ready.put(None)
+            self.ready.close()
             await asyncio.to_thread(self.committer.join)
             self.fsyncs.shutdown(wait=False)
             self.folder.release()
@@ -568,7 +619,7 @@ class _Receiver2:
                 part.close()
                 self._post(self._settled, [(index, f"cannot set its time: {error}", None)])
                 return
-            self.ready.put(_Ready(index, entry, part))
+            self.verified.append(_Ready(index, entry, part))
             return
         if mode in ("stdout", "existing", "text"):
             actual = self.digest.hexdigest() if mode != "text" else hashlib.sha256(
@@ -613,34 +664,26 @@ class _Receiver2:
     def _run_all(self, jobs: list[Callable[[], None]]) -> None:
         """Disk jobs in order. An unexpected error (out of descriptors, a bug) ends the
         transfer with a named failure instead of killing the thread and hanging."""
-        for job in jobs:
-            try:
-                job()
-            except Exception as error:
-                logger.exception("receiving: disk job failed")
-                self._post(self._disk_failed, f"the receiver's disk work failed: {error}")
-                return
+        try:
+            for job in jobs:
+                try:
+                    job()
+                except Exception as error:
+                    logger.exception("receiving: disk job failed")
+                    self._post(self._disk_failed, f"the receiver's disk work failed: {error}")
+                    return
+        finally:
+            # The files this job verified go to the committer together: one hand-off
+            # (and one wake-up of its thread) per received frame, not per file.
+            if self.verified:
+                verified, self.verified = self.verified, []
+                self.ready.put_many(verified)
 
     def _disk_failed(self, reason: str) -> None:
         self._execute(self.machine.abort(reason))
 
     def _commit_loop(self) -> None:
-        stopping = False
-        while not stopping:
-            first = self.ready.get()
-            if first is None:
-                return
-            group = [first]
-            deadline = time.monotonic() + GROUP_SECONDS
-            while len(group) < GROUP_FILES:
-                try:
-                    item = self.ready.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    break
-                if item is None:
-                    stopping = True
-                    break
-                group.append(item)
+        while (group := self.ready.take(GROUP_FILES, GROUP_SECONDS)) is not None:
             try:
                 self._commit(group)
             except Exception as error:
