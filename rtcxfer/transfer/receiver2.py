@@ -708,11 +708,12 @@ class _Receiver2:
         grouped = _SYNCFS is not None and len(group) >= SYNCFS_FROM
         problems: list[str | None] | None = None
         if grouped:
-            problems = self._syncfs_all(item.part.folder for item in group)
+            problems = self._syncfs_all((item.part.components[:-1], item.part.folder)
+                                        for item in group)
         if problems is None:
             problems = list(self.fsyncs.map(sync, group))
         results: list[tuple[int, str | None, Path | None]] = []
-        folders: dict[tuple[int, int], int] = {}
+        folders: dict[tuple[str, ...], int] = {}  # folder (relative path) -> a descriptor
         for item, problem in zip(group, problems, strict=True):
             part = item.part
             if problem is not None:
@@ -723,8 +724,7 @@ class _Receiver2:
                 leaf = part._place(overwrite=self.overwrite)
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(part.meta, dir_fd=part.folder)
-                identity = os.fstat(part.folder)
-                key = (identity.st_dev, identity.st_ino)
+                key = part.components[:-1]
                 if key not in folders:
                     folders[key] = os.dup(part.folder)
             except StorageError as error:
@@ -740,7 +740,7 @@ class _Receiver2:
                             self.root.joinpath(*part.components[:-1], leaf)))
         try:
             if grouped and len(folders) > 1:
-                names = self._syncfs_all(folders.values())
+                names = self._syncfs_all(folders.items())
                 failed = next((name for name in names or () if name is not None), None)
                 if names is None or failed is not None:
                     self._fsync_folders(folders.values())
@@ -760,22 +760,27 @@ class _Receiver2:
             os.fsync(fd)
 
     @staticmethod
-    def _syncfs_all(fds: Iterable[int | None]) -> list[str | None] | None:
-        """One syncfs per filesystem among ``fds``; a problem per fd (all None when
-        every filesystem synced), or None when syncfs failed: the caller then falls
-        back to fsync per file, which names the file that cannot be flushed."""
-        seen: dict[int, None] = {}
+    def _syncfs_all(folders: Iterable[tuple[tuple[str, ...], int | None]]
+                    ) -> list[str | None] | None:
+        """One syncfs per filesystem among ``folders`` ((relative path, descriptor)
+        pairs, one per file or folder); a problem per pair (all None when every
+        filesystem synced), or None when syncfs failed: the caller then falls back to
+        fsync per file, which names the file that cannot be flushed."""
+        looked_at: set[tuple[str, ...]] = set()
+        synced: set[int] = set()
         answers: list[str | None] = []
-        for fd in fds:
+        for path, fd in folders:
             if fd is None:
                 return None
-            device = os.fstat(fd).st_dev
-            if device not in seen:
-                seen[device] = None
-                try:
-                    syncfs(fd)
-                except OSError:
-                    return None
+            if path not in looked_at:  # a folder mounted over may be another filesystem
+                looked_at.add(path)
+                device = os.fstat(fd).st_dev
+                if device not in synced:
+                    synced.add(device)
+                    try:
+                        syncfs(fd)
+                    except OSError:
+                        return None
             answers.append(None)
         return answers
 

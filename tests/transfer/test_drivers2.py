@@ -4,6 +4,8 @@ resume of complete files, text, streams."""
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import errno
 import io
 import os
 from pathlib import Path
@@ -214,3 +216,29 @@ async def test_an_unexpected_disk_error_fails_the_transfer_without_hanging(
         await send_v2([tmp_path / "tree"], receiving)
     with pytest.raises(TransferFailed, match="disk work failed"):
         await receiving.report()
+
+
+@pytest.mark.parametrize("syncfs", ["fails", "absent"])
+async def test_groups_are_made_durable_without_syncfs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, syncfs: str) -> None:
+    # A group of files is made durable with syncfs(2) where it works; when it fails
+    # (or is not there) every file and folder is fsynced instead, and all still land.
+    from rtcxfer.transfer import receiver2
+
+    calls: list[int] = []
+
+    def failing(fd: int) -> int:
+        calls.append(fd)
+        ctypes.set_errno(errno.EIO)
+        return -1
+
+    monkeypatch.setattr(receiver2, "_SYNCFS", failing if syncfs == "fails" else None)
+    made = make_tree(tmp_path / "tree", 200)
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    receiving = Receiving(inbox)
+    sent, received, _ = await send_v2([tmp_path / "tree"], receiving)
+    assert sent.files == received.files == 200
+    assert_landed(inbox, made)
+    if syncfs == "fails":
+        assert calls  # groups of 8 or more were tried with syncfs first
