@@ -1,7 +1,7 @@
 // Receiving on the page: rtcxfer/1 or rtcxfer/2, whichever the sender's hello picks
 // (docs/protocol.md, "rtcxfer/2"). The rules live in machines2.js (the same vectors
 // as the Python machines); this module moves bytes, hashes them and hands out files,
-// one zip of a received folder, streams and texts.
+// streams and texts; a received folder goes to one sink (download.js, savefolder.js).
 
 import { Sha256 } from "./sha256.js";
 import { ProtocolError, ReceiverMachine2, messageJson, parseMessage2 } from "./machines2.js";
@@ -53,91 +53,28 @@ export function chooseReceiver(channel, peer, callbacks) {
   });
 }
 
-const CRC_TABLE = (() => {
-  const table = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    table[n] = c >>> 0;
-  }
-  return table;
-})();
-
-function crc32(crc, bytes) {
-  let c = crc ^ 0xffffffff;
-  for (let i = 0; i < bytes.length; i++) c = CRC_TABLE[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
-}
-
-/** A zip of stored (uncompressed) files, built as they arrive; one Blob at the end. */
-export class ZipBuilder {
-  constructor() {
-    this.parts = [];
-    this.central = [];
-    this.offset = 0;
-    this.count = 0;
-    this.usable = true;
-  }
-
-  add(name, blob, crc, size) {
-    const encoded = new TextEncoder().encode(name);
-    if (this.count >= 65535 || this.offset + size + 30 + encoded.length >= 0xffffffff) {
-      this.usable = false; // zip64 is not written: the files stay downloadable one by one
-      return;
-    }
-    const local = new DataView(new ArrayBuffer(30));
-    local.setUint32(0, 0x04034b50, true);
-    local.setUint16(4, 20, true);
-    local.setUint16(6, 0x0800, true); // UTF-8 names
-    local.setUint32(14, crc, true);
-    local.setUint32(18, size, true);
-    local.setUint32(22, size, true);
-    local.setUint16(26, encoded.length, true);
-    const entry = new DataView(new ArrayBuffer(46));
-    entry.setUint32(0, 0x02014b50, true);
-    entry.setUint16(4, 20, true);
-    entry.setUint16(6, 20, true);
-    entry.setUint16(8, 0x0800, true);
-    entry.setUint32(16, crc, true);
-    entry.setUint32(20, size, true);
-    entry.setUint32(24, size, true);
-    entry.setUint16(28, encoded.length, true);
-    entry.setUint32(42, this.offset, true);
-    this.parts.push(local.buffer, encoded, blob);
-    this.central.push(entry.buffer, encoded);
-    this.offset += 30 + encoded.length + size;
-    this.count += 1;
-  }
-
-  blob() {
-    if (!this.usable) return null;
-    const centralSize = this.central.reduce((sum, part) => sum + part.byteLength, 0);
-    const end = new DataView(new ArrayBuffer(22));
-    end.setUint32(0, 0x06054b50, true);
-    end.setUint16(8, this.count, true);
-    end.setUint16(10, this.count, true);
-    end.setUint32(12, centralSize, true);
-    end.setUint32(16, this.offset, true);
-    return new Blob([...this.parts, ...this.central, end.buffer], { type: "application/zip" });
-  }
-}
-
 /**
  * One rtcxfer/2 transfer received on the page. Callbacks: decide(hello) resolves
  * true to accept (hello: {files, total, count, kind}); onProgress({index, received,
  * totalReceived}); onFile({index, name, size, sha256, blob}); onText(text);
- * onFolder({blob, count}) once a transfer of several files is complete.
+ * openFolder(offer, receiver): for an accepted transfer of several files, resolves
+ * with the sink they all go to instead of onFile (open(name, size), write(bytes),
+ * close(ok) resolving with null or a failure once the file is kept, finish(),
+ * abort(reason)), or null; the file is acked only once the sink kept it, and
+ * this.folderResult is what finish() resolved with.
  */
 export class FileReceiver2 {
   constructor(channel, peer, { decide, onProgress = () => {}, onFile = () => {},
-                               onText = () => {}, onFolder = () => {} }) {
+                               onText = () => {}, openFolder = null }) {
     this.channel = channel;
     this.peer = peer;
     this.decide = decide;
     this.onProgress = onProgress;
     this.onFile = onFile;
     this.onText = onText;
-    this.onFolder = onFolder;
+    this.openFolder = openFolder;
+    this.sink = null;
+    this.folderResult = null;
     this.machine = new ReceiverMachine2();
     this.current = null;
     this.pendingPack = null;
@@ -145,7 +82,6 @@ export class FileReceiver2 {
     this.ackTimer = null;
     this.totalReceived = 0;
     this.received = 0;
-    this.zip = new ZipBuilder();
     this.files = [];
     this.total = 0;
     this.listener = (event) => this.handle(event.data);
@@ -199,11 +135,16 @@ export class FileReceiver2 {
     if (actions.length && actions[0].action === "WriteChunk" && this.current !== null) {
       const current = this.current;
       current.hasher.update(bytes);
-      current.crc = crc32(current.crc, bytes);
-      current.frames.push(bytes.slice());
-      current.framesBytes += bytes.length;
       current.received += bytes.length;
       this.totalReceived += bytes.length;
+      if (current.inSink) {
+        this.sink.write(bytes);
+        this.onProgress({ index: current.index, received: current.received,
+                          totalReceived: this.totalReceived });
+        return;
+      }
+      current.frames.push(bytes.slice());
+      current.framesBytes += bytes.length;
       if (current.framesBytes >= RECEIVE_BLOB_BYTES) {
         current.blobs.push(new Blob(current.frames));
         current.frames = [];
@@ -261,12 +202,19 @@ export class FileReceiver2 {
         }
         case "OpenFile":
           this.current = { index: action.index, name: action.entry.name, hasher: new Sha256(),
-                           crc: 0, frames: [], framesBytes: 0, blobs: [], received: 0 };
+                           frames: [], framesBytes: 0, blobs: [], received: 0,
+                           inSink: this.sink !== null };
+          if (this.sink !== null) this.sink.open(action.entry.name, action.entry.size);
           break;
         case "DiscardFile":
           if (this.current !== null && this.current.index === action.index) {
             this.current.frames = [];
             this.current.blobs = [];
+            if (this.current.inSink) {
+              // The file failed; so will the transfer (the sink is aborted at its end).
+              this.current.inSink = false;
+              this.sink.close(false).catch(() => {});
+            }
           }
           break;
         case "VerifyFile": this.verify(action); break;
@@ -274,8 +222,12 @@ export class FileReceiver2 {
         case "Finished":
           if (action.failed) {
             this.fail(new TransferFailed(`${action.failed} file(s) failed: ${action.failures[0][1]}`));
+          } else if (this.sink !== null) {
+            this.sink.finish().then((result) => {
+              this.folderResult = result;
+              this.end("accepted");
+            }, (error) => this.fail(new TransferFailed(error.message)));
           } else {
-            this.deliverFolder();
             this.end("accepted");
           }
           break;
@@ -309,6 +261,14 @@ export class FileReceiver2 {
     }
     const reason = decision === true ? null
       : (typeof decision === "string" && decision ? decision : "declined by the user");
+    if (reason === null && kind === "files" && offer.count > 1 && this.openFolder !== null) {
+      try {
+        this.sink = await this.openFolder(offer, this);
+      } catch (error) {
+        this.execute(this.machine.abort(`cannot save the folder: ${error.message}`));
+        return;
+      }
+    }
     this.execute(this.machine.decide(reason, entries.map(() => 0)));
   }
 
@@ -319,6 +279,12 @@ export class FileReceiver2 {
     const digest = current.hasher.hexDigest();
     if (digest !== action.sha256) {
       failure = `sha256 mismatch (announced ${action.sha256.slice(0, 16)}..., received ${digest.slice(0, 16)}...)`;
+    }
+    if (current.inSink) {
+      this.sink.close(failure === null).then(
+        (problem) => this.kept(action, failure ?? problem ?? null),
+        (error) => this.kept(action, failure ?? error.message));
+      return;
     }
     current.blobs.push(new Blob(current.frames));
     const blob = new Blob(current.blobs, { type: "application/octet-stream" });
@@ -338,7 +304,6 @@ export class FileReceiver2 {
     }
     if (failure === null) {
       this.received += 1;
-      this.zip.add(current.name, blob, current.crc, action.size);
       this.onFile({ index: action.index, name: current.name, size: action.size,
                     sha256: digest, blob });
     }
@@ -357,11 +322,14 @@ export class FileReceiver2 {
     }
   }
 
-  deliverFolder() {
-    if (this.received > 1) {
-      const blob = this.zip.blob();
-      if (blob !== null) this.onFolder({ blob, count: this.received });
-    }
+  kept(action, failure) {
+    if (failure === null) this.received += 1;
+    this.settle(action.index, failure);
+  }
+
+  /** Ends the transfer from this side (the sender is told why). */
+  abort(reason) {
+    this.execute(this.machine.abort(reason));
   }
 
   get ended() {
@@ -377,6 +345,7 @@ export class FileReceiver2 {
   fail(error) {
     if (this.done) return;
     this.done = true;
+    if (this.sink !== null) this.sink.abort(error.message);
     this.reject(error);
   }
 }
