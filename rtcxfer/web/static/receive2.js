@@ -39,7 +39,8 @@ export function chooseReceiver(channel, peer, callbacks) {
         receiver.handle(event.data);
         resolve(receiver);
       } else {
-        const receiver = new FileReceiver(channel, peer, callbacks);
+        const receiver = callbacks.openFolder
+          ? new FolderReceiverV1(channel, peer, callbacks) : new FileReceiver(channel, peer, callbacks);
         receiver.exchange.push(event.data);
         resolve(receiver);
       }
@@ -51,6 +52,87 @@ export function chooseReceiver(channel, peer, callbacks) {
     channel.addEventListener("message", onMessage);
     channel.addEventListener("close", onClose);
   });
+}
+
+/** Copies one verified file (a Blob) into a folder sink. */
+async function feedBlob(sink, { name, size, blob }) {
+  sink.open(name, size);
+  const reader = blob.stream().getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    sink.write(value);
+  }
+  const problem = await sink.close(true);
+  if (problem) throw new TransferFailed(problem);
+}
+
+/**
+ * An rtcxfer/1 transfer (an older CLI, or a page sending a short list) with the
+ * same folder handling as FileReceiver2: several files go to openFolder's sink,
+ * each once verified, instead of onFile. rtcxfer/1 acks a file before the sink
+ * has it; a file the sink cannot keep fails the transfer on this side.
+ */
+class FolderReceiverV1 extends FileReceiver {
+  constructor(channel, peer, callbacks) {
+    super(channel, peer, { ...callbacks,
+                           decide: (hello) => this.decideFolder(hello),
+                           onFile: (file) => this.keepFile(file) });
+    this.callbacks = callbacks;
+    this.sink = null;
+    this.folderResult = null;
+    this.feeding = Promise.resolve();
+    this.failure = null;
+    this.aborted = null;
+  }
+
+  async decideFolder(hello) {
+    const offer = { ...hello, count: hello.files.length, kind: "files" };
+    const decision = await this.callbacks.decide(offer);
+    if (decision === true && offer.count > 1) {
+      this.sink = await this.callbacks.openFolder(offer, this);
+    }
+    return decision;
+  }
+
+  keepFile(file) {
+    if (this.sink === null) {
+      this.callbacks.onFile?.(file);
+      return;
+    }
+    this.feeding = this.feeding
+      .then(() => (this.failure === null ? feedBlob(this.sink, file) : null))
+      .catch((error) => {
+        this.failure ??= error;
+      });
+  }
+
+  async run() {
+    try {
+      const outcome = await super.run();
+      if (outcome === "accepted" && this.sink !== null) {
+        await this.feeding;
+        if (this.failure !== null) throw this.failure;
+        this.folderResult = await this.sink.finish();
+      }
+      return outcome;
+    } catch (error) {
+      const failure = this.aborted === null ? error : new TransferFailed(this.aborted);
+      if (this.sink !== null) this.sink.abort(failure.message);
+      throw failure;
+    }
+  }
+
+  /** Ends the transfer from this side (the sender is told why). */
+  abort(reason) {
+    this.aborted = reason;
+    try {
+      this.channel.send(JSON.stringify({ type: "error", message: reason }));
+    } catch {
+      // Already closed: closing below is all that is left.
+    }
+    this.channel.close();
+  }
 }
 
 /**
