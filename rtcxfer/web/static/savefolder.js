@@ -10,6 +10,8 @@
 
 const MAX_COMPONENT_BYTES = 255;
 const MAX_NUMBERED_NAMES = 10000;
+// Frames are written in pieces of about this size (one write per frame is slow).
+const WRITE_BYTES = 1024 * 1024;
 const utf8 = new TextEncoder();
 
 function cutUtf8(text, maxBytes) {
@@ -72,7 +74,7 @@ export class DirectorySink {
   open(name) {
     const parts = name.split("/");
     const leaf = parts.pop();
-    const file = { name, folder: null, leaf: null, writable: null };
+    const file = { name, folder: null, leaf: null, writable: null, pending: [], pendingBytes: 0 };
     file.tail = this.folder(parts).then(async (folder) => {
       let placed = leaf;
       for (let number = 1; await exists(folder, placed); number++) {
@@ -92,13 +94,24 @@ export class DirectorySink {
 
   write(bytes) {
     const file = this.current;
-    file.tail = file.tail.then(() => file.writable.write(bytes));
+    file.pending.push(bytes);
+    file.pendingBytes += bytes.length;
+    if (file.pendingBytes >= WRITE_BYTES) this.writePending(file);
+  }
+
+  writePending(file) {
+    if (!file.pending.length) return;
+    const piece = new Blob(file.pending);
+    file.pending = [];
+    file.pendingBytes = 0;
+    file.tail = file.tail.then(() => file.writable.write(piece));
   }
 
   /** Resolves with null, or the reason the file could not be written. */
   close(ok) {
     const file = this.current;
     this.current = null;
+    if (ok) this.writePending(file);
     return file.tail.then(async () => {
       if (ok) {
         await file.writable.close();
