@@ -66,7 +66,6 @@ const ui = {
   offerFiles: byId("offer-files"),
   acceptButton: byId("accept-button"),
   saveFolderButton: byId("save-folder-button"),
-  offerFolderHint: byId("offer-folder-hint"),
   textInput: byId("text-input"),
   sendTextButton: byId("send-text-button"),
   declineButton: byId("decline-button"),
@@ -676,7 +675,6 @@ function showOfferDialog(session, channel, hello, code, choice = { directory: nu
   // A folder (several files, rtcxfer/2) may go straight into a directory the person
   // picks, where the browser has the File System Access API.
   const isFolder = hello.kind === "files" && hello.count > 1;
-  ui.offerFolderHint.hidden = !isFolder;
   ui.saveFolderButton.hidden = !(isFolder && typeof window.showDirectoryPicker === "function");
   return new Promise((resolve) => {
     const finish = (accepted) => {
