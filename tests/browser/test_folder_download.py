@@ -236,3 +236,18 @@ def test_numbered_names_match_the_cli() -> None:
     result = subprocess.run([node, "--input-type=module", "-e", script], capture_output=True,
                             text=True, timeout=60, check=True)
     assert json.loads(result.stdout) == [numbered_name(leaf, number) for leaf, number in cases]
+
+
+def test_closing_the_page_fails_its_download(peers: PeerFactory, run_hostile: Any) -> None:
+    page = peers.open("web")
+    run_hostile(page, "folder-then-wait")
+    page.wait_for_offer()
+    with page.page.expect_download() as pending:
+        page.page.click("#accept-button")
+    download = pending.value
+    page.page.wait_for_function(
+        "() => document.querySelector('#incoming-transfers progress').value > 0",
+        timeout=UI_TIMEOUT_MS)
+    page.page.close()
+    # The worker sees the page's port close and errors the stream: no download hangs.
+    assert download.failure() is not None

@@ -23,7 +23,7 @@ self.addEventListener("message", (event) => {
   if (data === null || typeof data !== "object" || data.type !== "download") return;
   const port = event.ports[0];
   if (port === undefined || typeof data.id !== "string" || typeof data.filename !== "string") return;
-  registered.set(data.id, { port, filename: data.filename });
+  registered.set(data.id, { port, filename: data.filename, client: event.source?.id ?? null });
   port.postMessage({ type: "registered" });
 });
 
@@ -34,7 +34,7 @@ self.addEventListener("fetch", (event) => {
   const download = registered.get(id);
   if (download === undefined) return;
   registered.delete(id);
-  event.respondWith(new Response(pageStream(download.port), {
+  event.respondWith(new Response(pageStream(download.port, download.client), {
     headers: {
       "Content-Type": "application/zip",
       "Content-Disposition": contentDisposition(download.filename),
@@ -52,22 +52,49 @@ function contentDisposition(filename) {
   return `attachment; filename="${ascii}"; filename*=UTF-8''${exact}`;
 }
 
-function pageStream(port) {
+// How often the worker checks that the page feeding a download is still open.
+const CLIENT_CHECK_MS = 3000;
+
+function pageStream(port, clientId) {
   let controller = null;
   let answered = null; // resolves the pull waiting for the page's answer
+  let watch = null;
   const settle = () => {
     const resolve = answered;
     answered = null;
     if (resolve !== null) resolve();
   };
+  const fail = (reason) => {
+    clearInterval(watch);
+    try {
+      controller?.error(new Error(reason));
+    } catch {
+      // Already closed or errored.
+    }
+    settle();
+  };
+  // The page went away (closed, reloaded): the download fails instead of waiting
+  // forever. MessagePort "close" says so where the browser has it; else the check.
+  port.addEventListener("close", () => fail("the page that fed this download closed"));
+  if (clientId !== null) {
+    watch = setInterval(async () => {
+      if ((await self.clients.get(clientId)) === undefined) {
+        fail("the page that fed this download closed");
+      }
+    }, CLIENT_CHECK_MS);
+  }
   port.onmessage = (event) => {
     const message = event.data;
     if (controller === null || message === null || typeof message !== "object") return;
     try {
       if (message.type === "chunks") {
         for (const chunk of message.chunks) controller.enqueue(new Uint8Array(chunk));
-        if (message.end) controller.close();
+        if (message.end) {
+          clearInterval(watch);
+          controller.close();
+        }
       } else if (message.type === "error") {
+        clearInterval(watch);
         controller.error(new Error(String(message.reason)));
       }
     } catch {
@@ -87,6 +114,7 @@ function pageStream(port) {
       });
     },
     cancel() {
+      clearInterval(watch);
       port.postMessage({ type: "cancelled" });
       settle();
     },

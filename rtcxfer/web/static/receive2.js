@@ -350,6 +350,11 @@ export class FileReceiver2 {
         this.execute(this.machine.abort(`cannot save the folder: ${error.message}`));
         return;
       }
+      if (this.done && this.sink !== null) {
+        // The transfer ended while the folder was being opened.
+        this.sink.abort("the transfer ended before it started");
+        return;
+      }
     }
     this.execute(this.machine.decide(reason, entries.map(() => 0)));
   }
