@@ -47,18 +47,42 @@ zip.finish();
 closeSync(out);
 """
 
+# Entries of zeros written as holes of a sparse file (argv[3]: [[name, length], ...]):
+# gigabytes without writing them, so sizes and offsets past 4 GiB are checked.
+SPARSE_SCRIPT = """
+import { openSync, writeSync, ftruncateSync, closeSync } from "node:fs";
+const { ZipWriter } = await import(process.argv[1]);
+const out = openSync(process.argv[2], "w");
+const zeros = new Uint8Array(1 << 22);
+let position = 0;
+const zip = new ZipWriter((bytes) => {
+  if (bytes.buffer === zeros.buffer) position += bytes.length; // a hole
+  else position += writeSync(out, bytes, 0, bytes.length, position);
+});
+for (const [name, length] of JSON.parse(process.argv[3])) {
+  zip.startEntry(name, length);
+  for (let left = length; left > 0; left -= zeros.length) {
+    zip.write(left >= zeros.length ? zeros : zeros.subarray(0, left));
+  }
+  zip.endEntry();
+}
+zip.finish();
+ftruncateSync(out, position);
+closeSync(out);
+"""
+
 
 def expected_bytes(seed: int, length: int) -> bytes:
     return bytes(((seed * 31 + i * 7 + (i >> 8)) & 0xFF) for i in range(length))
 
 
-def run_writer(tmp_path: Path, spec: object) -> Path:
+def run_writer(tmp_path: Path, spec: object, script: str = SCRIPT) -> Path:
     node = shutil.which("node")
     if node is None:
         pytest.skip("node is not installed")
     target = tmp_path / "out.zip"
-    subprocess.run([node, "--input-type=module", "-e", SCRIPT, str(STATIC / "zipstream.js"),
-                    str(target), json.dumps(spec)], check=True, timeout=300,
+    subprocess.run([node, "--input-type=module", "-e", script, str(STATIC / "zipstream.js"),
+                    str(target), json.dumps(spec)], check=True, timeout=600,
                    capture_output=True)
     return target
 
@@ -104,3 +128,25 @@ def test_entries_bytes_crc_and_a_stream_of_unknown_size(tmp_path: Path) -> None:
         assert raw[at:at + 4] == b"PK\x03\x04"
         assert raw[at + 18:at + 26] == b"\xff" * 8
         assert archive.getinfo("photos/empty").header_offset > 0
+
+
+@pytest.mark.slow
+def test_an_entry_past_4_gib_and_offsets_past_it(tmp_path: Path) -> None:
+    """Sizes and offsets past 4 GiB (a sparse file: nothing of the zeros is written)."""
+    big = 4 * 1024**3 + 12_345
+    spec = [["first.txt", 10], ["big/zeros.bin", big], ["after/last.txt", 3]]
+    target = run_writer(tmp_path, spec, SPARSE_SCRIPT)
+    with zipfile.ZipFile(target) as archive:
+        assert archive.namelist() == [name for name, _ in spec]
+        assert archive.read("first.txt") == b"\0" * 10
+        assert archive.read("after/last.txt") == b"\0" * 3
+        info = archive.getinfo("big/zeros.bin")
+        assert info.file_size == info.compress_size == big
+        after = archive.getinfo("after/last.txt")
+        assert after.header_offset > 0xFFFFFFFF  # from the ZIP64 extra of its central record
+        # Reading to the end checks the CRC-32 the writer put in the descriptor.
+        with archive.open(info) as member:
+            read = 0
+            while chunk := member.read(1 << 24):
+                read += len(chunk)
+        assert read == big
