@@ -70,6 +70,7 @@ def test_cli_send_to_page(peers: PeerFactory, cli_processes: list[CliProcess],
 
     assert sender.wait(CLI_TIMEOUT) == ExitCode.OK, sender.stderr
     assert json_event(sender, "verification")["code"] == page_code
+    page.page.wait_for_selector("#received-list li[data-testid=received-folder][data-state=done]")
     assert "from cli" in page.wait_for_status("ok")
     target = tmp_path / "from-cli.zip"
     pending.value.save_as(target)

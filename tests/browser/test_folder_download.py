@@ -93,6 +93,7 @@ def test_folder_is_written_into_the_picked_directory(peers: PeerFactory,
         assert page.page.is_visible("#save-folder-button")
         page.page.click("#save-folder-button")
         assert sender.wait(CLI_TIMEOUT) == ExitCode.OK, sender.stderr
+        page.page.wait_for_selector(f"{FOLDER_ITEM}[data-state=done]")
         page.wait_for_status("ok")
     finally:
         sender.stop()

@@ -128,6 +128,9 @@ def test_page_to_page_several_files_with_matching_codes(peers: PeerFactory,
 
     sent = alice.wait_for_status("ok")
     assert sent.startswith("sent 3 files") and "to bob" in sent
+    # bob's status is already "ok" (logged in): wait for the folder's end first.
+    bob.page.wait_for_selector(
+        "#received-list li[data-testid=received-folder][data-state=done]")
     received = bob.wait_for_status("ok")
     assert received.startswith("received 3 files") and "from alice" in received
     assert alice.page.text_content("#send-code") == offered_code

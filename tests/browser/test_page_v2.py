@@ -20,6 +20,7 @@ from rtcxfer.errors import ExitCode
 pytestmark = pytest.mark.browser
 
 CLI_TIMEOUT = 120.0
+FOLDER_ITEM = "#received-list li[data-testid=received-folder]"
 
 
 def test_cli_sends_a_folder_of_1000_files_to_the_page(peers: PeerFactory,
@@ -47,6 +48,7 @@ def test_cli_sends_a_folder_of_1000_files_to_the_page(peers: PeerFactory,
         download = pending.value
         assert download.suggested_filename == "from-cli.zip"
         assert sender.wait(CLI_TIMEOUT) == ExitCode.OK, sender.stderr
+        page.page.wait_for_selector(f"{FOLDER_ITEM}[data-state=done]")
         page.wait_for_status("ok")
         target = tmp_path / "folder.zip"
         download.save_as(target)  # waits for the download's end
