@@ -252,3 +252,17 @@ def test_closing_the_page_fails_its_download(peers: PeerFactory, run_hostile: An
     page.page.close()
     # The worker sees the page's port close and errors the stream: no download hangs.
     assert download.failure() is not None
+
+
+def test_a_room_page_streams_downloads_too(browser: Browser, server: Server) -> None:
+    """The worker's scope is the site's root, also from a room's page (/r/NAME)."""
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(f"{server.http_url}r/team")
+        page.wait_for_selector("body[data-ready]")
+        assert page.get_attribute("body", "data-downloads") == "stream"
+        scope = page.evaluate("async () => (await navigator.serviceWorker.ready).scope")
+        assert scope == server.http_url
+    finally:
+        context.close()
