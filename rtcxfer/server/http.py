@@ -71,6 +71,14 @@ def make_response(
     return Response(status.value, status.phrase, headers, body)
 
 
+def no_content_response() -> Response:
+    """``204 No Content``: a navigation answered so stays on the page it came from."""
+    headers = Headers([("Date", email.utils.formatdate(usegmt=True)), ("Connection", "close"),
+                       *SECURITY_HEADERS])
+    return Response(http.HTTPStatus.NO_CONTENT.value, http.HTTPStatus.NO_CONTENT.phrase,
+                    headers, b"")
+
+
 def text_response(status: http.HTTPStatus, text: str) -> Response:
     return make_response(status, f"{text}\n".encode(), "text/plain; charset=utf-8")
 

@@ -59,6 +59,7 @@ from rtcxfer.server.http import (
     is_websocket_upgrade,
     json_response,
     make_response,
+    no_content_response,
     single_header,
     text_response,
 )
@@ -88,6 +89,9 @@ GC_AFTER_CONNECTIONS = 1000
 GC_MAX_INTERVAL = 60.0
 # /r/NAME serves the page for room NAME (the page reads the room from its URL).
 ROOM_PAGE_PREFIX = "/r/"
+# The page's streamed downloads (web/static/download-sw.js answers them); one that
+# reaches the server gets 204, so the page that navigated to it stays as it is.
+DOWNLOAD_PREFIX = "/rtcxfer-download/"
 _WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 
 
@@ -361,6 +365,8 @@ class SignalingServer:
                                          {"status": "unavailable", "reason": unavailable})
             else:
                 response = json_response(http.HTTPStatus.OK, self.health())
+        elif path.startswith(DOWNLOAD_PREFIX):
+            response = no_content_response()
         else:
             assert self._static is not None, "requests arrive only after start()"
             room = path[len(ROOM_PAGE_PREFIX):] if path.startswith(ROOM_PAGE_PREFIX) else None

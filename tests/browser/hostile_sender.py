@@ -4,7 +4,11 @@ Run as ``python hostile_sender.py WS_URL NAME TARGET MODE``; it logs in as NAME,
 offers TARGET a connection (plain aiortc, written only from PROTOCOL.md), and:
 
 - ``bad-hash``: sends one small file whose ``eof`` carries a wrong sha256;
-- ``bad-name``: offers a file named ``../escape.txt``.
+- ``bad-name``: offers a file named ``../escape.txt``;
+- ``folder-bad-hash``: rtcxfer/2, a folder of two files whose second ``eof``
+  carries a wrong sha256, then ``done``;
+- ``folder-then-wait``: rtcxfer/2, a folder of two files; sends the first, then
+  only listens (for the page's ``error`` when its download is cancelled).
 
 It prints one JSON line per rtcxfer/1 message it received from the page, then
 ``{"closed": true}`` when the channel closed or the page stopped answering.
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import secrets
 import sys
@@ -84,6 +89,9 @@ async def run(url: str, name: str, target: str, mode: str) -> None:
 
 async def speak(channel: RTCDataChannel, received: asyncio.Queue[str | bytes | None],
                 mode: str) -> None:
+    if mode.startswith("folder-"):
+        await speak_folder(channel, received, mode)
+        return
     name = "../escape.txt" if mode == "bad-name" else "tampered.txt"
     channel.send(json.dumps({
         "type": "hello", "version": 1, "total": len(PAYLOAD),
@@ -96,6 +104,33 @@ async def speak(channel: RTCDataChannel, received: asyncio.Queue[str | bytes | N
     channel.send(PAYLOAD)
     channel.send(json.dumps({"type": "eof", "index": 0, "sha256": "0" * 64}))
     await next_message(received)
+
+
+async def speak_folder(channel: RTCDataChannel,
+                       received: asyncio.Queue[str | bytes | None], mode: str) -> None:
+    files = [("d/first.txt", b"first file\n" * 100), ("d/second.txt", PAYLOAD)]
+    channel.send(json.dumps({
+        "type": "hello", "version": 2, "count": len(files),
+        "total": sum(len(data) for _, data in files),
+        "files": [{"name": name, "size": len(data)} for name, data in files],
+    }))
+    reply = await next_message(received)
+    if reply is None or reply.get("type") != "accept":
+        return
+    for index, (_, data) in enumerate(files):
+        if index == 1 and mode == "folder-then-wait":
+            break
+        digest = "0" * 64 if index == 1 else hashlib.sha256(data).hexdigest()
+        channel.send(json.dumps({"type": "file", "index": index, "offset": 0}))
+        channel.send(data)
+        channel.send(json.dumps({"type": "eof", "index": index, "sha256": digest,
+                                 "size": len(data)}))
+    else:
+        channel.send(json.dumps({"type": "done"}))
+    # Report everything the page says until it closes or stays silent.
+    for _ in range(10):
+        if await next_message(received) is None:
+            return
 
 
 async def next_message(received: asyncio.Queue[str | bytes | None]) -> dict[str, Any] | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -63,17 +64,20 @@ def test_cli_send_to_page(peers: PeerFactory, cli_processes: list[CliProcess],
     offered = page.page.locator("#offer-files .file-name").all_text_contents()
     assert sorted(offered) == sorted(files)
     assert page.page.text_content("#offer-sender") == "cli"
-    page.page.click("#accept-button")
+    # Several files reach the person as one zip download, paths kept (docs/browser.md).
+    with page.page.expect_download() as pending:
+        page.page.click("#accept-button")
 
     assert sender.wait(CLI_TIMEOUT) == ExitCode.OK, sender.stderr
     assert json_event(sender, "verification")["code"] == page_code
+    page.page.wait_for_selector("#received-list li[data-testid=received-folder][data-state=done]")
     assert "from cli" in page.wait_for_status("ok")
-    downloads = tmp_path / "downloads"
-    for name, data in files.items():
-        item = page.page.locator(f"#received-list li[data-name='{name}']")
-        assert item.get_attribute("data-sha256") == sha256_hex(data)
-        # A download name cannot hold a folder: the last component is kept.
-        assert page.download(name, downloads).read_bytes() == data
+    target = tmp_path / "from-cli.zip"
+    pending.value.save_as(target)
+    with zipfile.ZipFile(target) as archive:
+        assert sorted(archive.namelist()) == sorted(files)
+        for name, data in files.items():
+            assert sha256_hex(archive.read(name)) == sha256_hex(data)
 
 
 def test_page_sends_files_and_a_folder_to_cli_listen(peers: PeerFactory,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -121,18 +122,25 @@ def test_page_to_page_several_files_with_matching_codes(peers: PeerFactory,
     offered_code = bob.wait_for_offer()
     offered = bob.page.locator("#offer-files .file-name").all_text_contents()
     assert offered == [name for name, _ in files]
-    bob.page.click("#accept-button")
+    # Several files reach bob as one zip download (docs/browser.md, "A received folder").
+    with bob.page.expect_download() as pending:
+        bob.page.click("#accept-button")
 
     sent = alice.wait_for_status("ok")
     assert sent.startswith("sent 3 files") and "to bob" in sent
+    # bob's status is already "ok" (logged in): wait for the folder's end first.
+    bob.page.wait_for_selector(
+        "#received-list li[data-testid=received-folder][data-state=done]")
     received = bob.wait_for_status("ok")
     assert received.startswith("received 3 files") and "from alice" in received
     assert alice.page.text_content("#send-code") == offered_code
     assert bob.page.text_content("[data-testid=incoming-code]") == offered_code
-    for name, data in files:
-        item = bob.page.locator(f"#received-list li[data-name='{name}']")
-        assert item.get_attribute("data-sha256") == sha256_hex(data)
-        assert bob.download(name, tmp_path).read_bytes() == data
+    target = tmp_path / "from-alice.zip"
+    pending.value.save_as(target)
+    with zipfile.ZipFile(target) as archive:
+        assert archive.namelist() == [name for name, _ in files]
+        for name, data in files:
+            assert sha256_hex(archive.read(name)) == sha256_hex(data)
 
 
 def test_decline_from_the_page_is_reported_to_the_sender(peers: PeerFactory) -> None:

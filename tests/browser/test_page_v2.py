@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from browser.pages import PeerFactory
+from playwright.sync_api import Download
 from support import RTCXFER, CliProcess, cli_env
 
 from rtcxfer.errors import ExitCode
@@ -19,11 +20,16 @@ from rtcxfer.errors import ExitCode
 pytestmark = pytest.mark.browser
 
 CLI_TIMEOUT = 120.0
+FOLDER_ITEM = "#received-list li[data-testid=received-folder]"
 
 
 def test_cli_sends_a_folder_of_1000_files_to_the_page(peers: PeerFactory,
                                                       tmp_path: Path) -> None:
+    """The folder arrives as ONE download: a zip streamed from the moment of Accept."""
     page = peers.open("web")
+    assert page.page.get_attribute("body", "data-downloads") == "stream"
+    downloads: list[Download] = []
+    page.page.on("download", lambda download: downloads.append(download))
     tree = tmp_path / "photos"
     made = {}
     for number in range(1000):
@@ -37,23 +43,30 @@ def test_cli_sends_a_folder_of_1000_files_to_the_page(peers: PeerFactory,
     try:
         page.wait_for_offer()
         assert "1000 files" in (page.page.text_content("#offer-summary") or "")
-        page.page.click("#accept-button")
-        assert sender.wait(CLI_TIMEOUT) == ExitCode.OK, sender.stderr
-        page.wait_for_status("ok")
-        link = "#received-list li[data-testid=received-folder] a[download]"
-        page.page.wait_for_selector(link)
         with page.page.expect_download() as pending:
-            page.page.click(link)
+            page.page.click("#accept-button")
+        download = pending.value
+        assert download.suggested_filename == "from-cli.zip"
+        assert sender.wait(CLI_TIMEOUT) == ExitCode.OK, sender.stderr
+        page.page.wait_for_selector(f"{FOLDER_ITEM}[data-state=done]")
+        page.wait_for_status("ok")
         target = tmp_path / "folder.zip"
-        pending.value.save_as(target)
+        download.save_as(target)  # waits for the download's end
+        assert download.failure() is None
+        item = page.page.locator("#received-list li[data-testid=received-folder]")
+        assert item.get_attribute("data-state") == "done"
+        assert item.get_attribute("data-route") == "stream"
+        assert "all verified" in (item.text_content() or "")
     finally:
         sender.stop()
+    # One download, no link per file.
+    assert len(downloads) == 1
+    assert page.page.locator("#received-list a[download]").count() == 0
     with zipfile.ZipFile(target) as archive:
         assert archive.testzip() is None
-        names = archive.namelist()
-        assert sorted(names) == sorted(made)
-        for name in names[:: 37]:
-            assert archive.read(name) == made[name]
+        assert sorted(archive.namelist()) == sorted(made)
+        for name, data in made.items():
+            assert archive.read(name) == data
 
 
 def test_cli_sends_a_stream_to_the_page(peers: PeerFactory, tmp_path: Path) -> None:

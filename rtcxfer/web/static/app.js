@@ -21,6 +21,8 @@ import "./codeui.js";
 import { FileSender, PeerDeclined, invisibleCharacter, unsafeNameReason } from "./transfer.js";
 import { chooseReceiver } from "./receive2.js";
 import { FileSender2, needsBatches, sendText } from "./send2.js";
+import { BlobOutput, ZipSink, registerDownloadWorker, startStreamedDownload } from "./download.js";
+import { DirectorySink } from "./savefolder.js";
 
 const NAME_STORAGE_KEY = "rtcxfer.name";
 const MAX_NAME_LENGTH = 64;
@@ -63,6 +65,7 @@ const ui = {
   offerCode: byId("offer-code"),
   offerFiles: byId("offer-files"),
   acceptButton: byId("accept-button"),
+  saveFolderButton: byId("save-folder-button"),
   textInput: byId("text-input"),
   sendTextButton: byId("send-text-button"),
   declineButton: byId("decline-button"),
@@ -584,20 +587,29 @@ async function onRemoteOffer(message) {
   session.onPath = (path) => showPath(session, path);
   state.sessions.set(session.key, session);
   log(`${peer} is connecting to send files…`);
+  let folder = null;
   try {
     await session.answer(message.offer);
     const channel = await session.channel;
     const code = session.verificationCode();
     const view = new IncomingView(peer, code);
+    // Where a received folder goes: the directory picked in the dialog, if any.
+    const choice = { directory: null };
     // rtcxfer/1 or rtcxfer/2, as the sender's first message says (receive2.js).
     const receiver = await chooseReceiver(channel, peer, {
-      decide: (hello) => decideOffer(session, channel, hello, code, view),
+      decide: (hello) => decideOffer(session, channel, hello, code, view, choice),
       onProgress: (progress) => view.progress(progress),
       onFile: (file) => addReceivedFile(peer, file),
       onText: (text) => addReceivedText(peer, text),
-      onFolder: (folder) => addReceivedFolder(peer, folder),
+      openFolder: async (offer, receiving) => {
+        folder = new ReceivedFolder(peer, offer);
+        return folder.open(choice.directory, receiving);
+      },
     });
     const outcome = await receiver.run();
+    if (folder !== null) {
+      folder.finished(outcome === "accepted" ? receiver.folderResult : undefined);
+    }
     if (outcome === "accepted") {
       const summary = filesSummary(receiver.files, receiver.total, receiver.count);
       view.finish(`received ${summary}, all verified`);
@@ -609,6 +621,7 @@ async function onRemoteOffer(message) {
     const text = session.closeReason === CloseReason.PEER_LEFT
       ? `${peer} left before the transfer finished`
       : `receiving from ${peer} failed: ${error.message}`;
+    if (folder !== null) folder.failed(text);
     setStatus(text, "error");
   } finally {
     // The sender closes first; give our last frames (ack, done, decline) time to leave.
@@ -624,9 +637,9 @@ async function onRemoteOffer(message) {
   }
 }
 
-function decideOffer(session, channel, hello, code, view) {
+function decideOffer(session, channel, hello, code, view, choice = { directory: null }) {
   const decision = state.dialogQueue.then(
-    () => showOfferDialog(session, channel, hello, code),
+    () => showOfferDialog(session, channel, hello, code, choice),
   );
   state.dialogQueue = decision.then(() => undefined);
   return decision.then((accepted) => {
@@ -637,7 +650,7 @@ function decideOffer(session, channel, hello, code, view) {
   });
 }
 
-function showOfferDialog(session, channel, hello, code) {
+function showOfferDialog(session, channel, hello, code, choice = { directory: null }) {
   if (channel.readyState !== "open") {
     log(`${session.peer} withdrew the offer`);
     return Promise.resolve(false);
@@ -659,8 +672,13 @@ function showOfferDialog(session, channel, hello, code) {
       return item;
     }),
   );
+  // A folder (several files, rtcxfer/2) may go straight into a directory the person
+  // picks, where the browser has the File System Access API.
+  const isFolder = hello.kind === "files" && hello.count > 1;
+  ui.saveFolderButton.hidden = !(isFolder && typeof window.showDirectoryPicker === "function");
   return new Promise((resolve) => {
     const finish = (accepted) => {
+      ui.saveFolderButton.removeEventListener("click", onSaveFolder);
       ui.acceptButton.removeEventListener("click", onAccept);
       ui.declineButton.removeEventListener("click", onDecline);
       ui.offerDialog.removeEventListener("cancel", onCancel);
@@ -669,6 +687,17 @@ function showOfferDialog(session, channel, hello, code) {
       resolve(accepted);
     };
     const onAccept = () => finish(true);
+    const onSaveFolder = async () => {
+      try {
+        choice.directory = await window.showDirectoryPicker({ id: "rtcxfer-received",
+                                                             mode: "readwrite" });
+      } catch (error) {
+        // Cancelling the picker leaves the offer open.
+        if (error.name !== "AbortError") log(`cannot use that folder: ${error.message}`, "error");
+        return;
+      }
+      finish(true);
+    };
     const onDecline = () => finish(false);
     const onCancel = (event) => {
       event.preventDefault();
@@ -679,6 +708,7 @@ function showOfferDialog(session, channel, hello, code) {
       finish(false);
     };
     ui.acceptButton.addEventListener("click", onAccept);
+    ui.saveFolderButton.addEventListener("click", onSaveFolder);
     ui.declineButton.addEventListener("click", onDecline);
     ui.offerDialog.addEventListener("cancel", onCancel);
     channel.addEventListener("close", onWithdrawn);
@@ -791,19 +821,96 @@ function addReceivedText(peer, text) {
   ui.nothingReceived.hidden = true;
 }
 
-/** A received folder (several files) as one download: a zip built as they arrived. */
-function addReceivedFolder(peer, { blob, count }) {
-  const item = document.createElement("li");
-  item.dataset.testid = "received-folder";
-  item.dataset.count = String(count);
-  const link = document.createElement("a");
-  link.href = URL.createObjectURL(blob);
-  link.download = `from-${peer}.zip`;
-  link.textContent = `Download all ${count} files (zip)`;
-  link.dataset.testid = "download-folder";
-  item.append(link);
-  ui.receivedList.append(item);
-  ui.nothingReceived.hidden = true;
+/**
+ * A received folder (several files) reaches the person as ONE thing, never a link
+ * per file (docs/browser.md, "A received folder"): written into the directory they
+ * picked, else a zip streamed to the browser's downloads as it arrives (from the
+ * moment they accepted), else a zip Blob offered as one link once complete. The
+ * list item (data-state receiving, done, failed) says which and how it ended.
+ */
+class ReceivedFolder {
+  constructor(peer, offer) {
+    this.peer = peer;
+    this.count = offer.count;
+    this.filename = `from-${peer}.zip`;
+    this.route = null;
+    this.item = document.createElement("li");
+    this.item.dataset.testid = "received-folder";
+    this.item.dataset.count = String(offer.count);
+    this.item.dataset.state = "receiving";
+    this.text = document.createElement("span");
+    this.item.append(this.text);
+    ui.receivedList.append(this.item);
+    ui.nothingReceived.hidden = true;
+  }
+
+  say(text) {
+    this.text.textContent = text;
+  }
+
+  async open(directory, receiver) {
+    if (directory !== null) {
+      this.route = "directory";
+      this.directory = directory.name;
+      this.sink = new DirectorySink(directory);
+      this.say(`${this.count} files from ${this.peer}: writing into the folder ${directory.name}…`);
+    } else {
+      const output = await startStreamedDownload(this.filename, {
+        onCancel: (reason) => receiver.abort(reason),
+        onFallback: () => {
+          this.route = "zip";
+          this.say(`${this.count} files from ${this.peer}: the browser did not start the `
+            + "download, so the zip is offered here once complete…");
+        },
+      });
+      this.route = output === null ? "zip" : "stream";
+      this.sink = new ZipSink(output ?? new BlobOutput());
+      this.say(output === null
+        ? `${this.count} files from ${this.peer}: the zip is offered here once complete…`
+        : `${this.count} files from ${this.peer}: downloading ${this.filename} as they arrive…`);
+    }
+    this.item.dataset.route = this.route;
+    return this.sink;
+  }
+
+  finished(result) {
+    if (result === undefined) {
+      this.failed(`the files from ${this.peer} were declined`);
+      return;
+    }
+    this.item.dataset.state = "done";
+    if (result instanceof Blob) {
+      this.item.dataset.route = "zip";
+      this.say(`${this.count} files from ${this.peer}, all verified: `);
+      const link = document.createElement("a");
+      link.href = URL.createObjectURL(result);
+      link.download = this.filename;
+      link.textContent = `Download all ${this.count} files (zip)`;
+      link.dataset.testid = "download-folder";
+      this.item.append(link);
+    } else if (this.route === "directory") {
+      const renamed = this.sink.renamed.length;
+      this.say(`${this.count} files from ${this.peer}, all verified, written into the folder `
+        + `${this.directory}` + (renamed ? ` (${renamed} under a numbered name: the name was taken)` : ""));
+    } else {
+      this.say(`${this.count} files from ${this.peer}, all verified, in the download `
+        + `${this.filename}`);
+    }
+  }
+
+  failed(reason) {
+    if (this.item.dataset.state !== "receiving") return;
+    this.item.dataset.state = "failed";
+    this.item.dataset.kind = "error";
+    if (this.route === "directory") {
+      this.say(`${reason}. The files already verified stay in the folder ${this.directory}.`);
+    } else if (this.route === "stream") {
+      this.say(`${reason}. The download ${this.filename} is incomplete: the browser marks it `
+        + "failed.");
+    } else {
+      this.say(`${reason}. No zip is offered: it would be incomplete.`);
+    }
+  }
 }
 
 // ---------------------------------------------------------------- relayed messages
@@ -907,8 +1014,14 @@ function start() {
     setStatus("this browser has no WebRTC data channels: rtcxfer cannot work here", "error");
     ui.loginButton.disabled = true;
   }
-  // Ready once the lasting certificate is loaded (or known to be unavailable).
-  pageCertificate().then(useCertificate).finally(() => {
+  // Ready once the lasting certificate is loaded (or known to be unavailable) and the
+  // worker of streamed downloads is registered (or known to be unavailable).
+  Promise.all([
+    pageCertificate().then(useCertificate),
+    registerDownloadWorker().then((streamed) => {
+      document.body.dataset.downloads = streamed ? "stream" : "blob";
+    }),
+  ]).finally(() => {
     document.body.dataset.ready = "true";
   });
 }

@@ -1,7 +1,7 @@
 // Receiving on the page: rtcxfer/1 or rtcxfer/2, whichever the sender's hello picks
 // (docs/protocol.md, "rtcxfer/2"). The rules live in machines2.js (the same vectors
 // as the Python machines); this module moves bytes, hashes them and hands out files,
-// one zip of a received folder, streams and texts.
+// streams and texts; a received folder goes to one sink (download.js, savefolder.js).
 
 import { Sha256 } from "./sha256.js";
 import { ProtocolError, ReceiverMachine2, messageJson, parseMessage2 } from "./machines2.js";
@@ -39,7 +39,8 @@ export function chooseReceiver(channel, peer, callbacks) {
         receiver.handle(event.data);
         resolve(receiver);
       } else {
-        const receiver = new FileReceiver(channel, peer, callbacks);
+        const receiver = callbacks.openFolder
+          ? new FolderReceiverV1(channel, peer, callbacks) : new FileReceiver(channel, peer, callbacks);
         receiver.exchange.push(event.data);
         resolve(receiver);
       }
@@ -53,72 +54,84 @@ export function chooseReceiver(channel, peer, callbacks) {
   });
 }
 
-const CRC_TABLE = (() => {
-  const table = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    table[n] = c >>> 0;
+/** Copies one verified file (a Blob) into a folder sink. */
+async function feedBlob(sink, { name, size, blob }) {
+  sink.open(name, size);
+  const reader = blob.stream().getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    sink.write(value);
   }
-  return table;
-})();
-
-function crc32(crc, bytes) {
-  let c = crc ^ 0xffffffff;
-  for (let i = 0; i < bytes.length; i++) c = CRC_TABLE[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
+  const problem = await sink.close(true);
+  if (problem) throw new TransferFailed(problem);
 }
 
-/** A zip of stored (uncompressed) files, built as they arrive; one Blob at the end. */
-export class ZipBuilder {
-  constructor() {
-    this.parts = [];
-    this.central = [];
-    this.offset = 0;
-    this.count = 0;
-    this.usable = true;
+/**
+ * An rtcxfer/1 transfer (an older CLI, or a page sending a short list) with the
+ * same folder handling as FileReceiver2: several files go to openFolder's sink,
+ * each once verified, instead of onFile. rtcxfer/1 acks a file before the sink
+ * has it; a file the sink cannot keep fails the transfer on this side.
+ */
+class FolderReceiverV1 extends FileReceiver {
+  constructor(channel, peer, callbacks) {
+    super(channel, peer, { ...callbacks,
+                           decide: (hello) => this.decideFolder(hello),
+                           onFile: (file) => this.keepFile(file) });
+    this.callbacks = callbacks;
+    this.sink = null;
+    this.folderResult = null;
+    this.feeding = Promise.resolve();
+    this.failure = null;
+    this.aborted = null;
   }
 
-  add(name, blob, crc, size) {
-    const encoded = new TextEncoder().encode(name);
-    if (this.count >= 65535 || this.offset + size + 30 + encoded.length >= 0xffffffff) {
-      this.usable = false; // zip64 is not written: the files stay downloadable one by one
+  async decideFolder(hello) {
+    const offer = { ...hello, count: hello.files.length, kind: "files" };
+    const decision = await this.callbacks.decide(offer);
+    if (decision === true && offer.count > 1) {
+      this.sink = await this.callbacks.openFolder(offer, this);
+    }
+    return decision;
+  }
+
+  keepFile(file) {
+    if (this.sink === null) {
+      this.callbacks.onFile?.(file);
       return;
     }
-    const local = new DataView(new ArrayBuffer(30));
-    local.setUint32(0, 0x04034b50, true);
-    local.setUint16(4, 20, true);
-    local.setUint16(6, 0x0800, true); // UTF-8 names
-    local.setUint32(14, crc, true);
-    local.setUint32(18, size, true);
-    local.setUint32(22, size, true);
-    local.setUint16(26, encoded.length, true);
-    const entry = new DataView(new ArrayBuffer(46));
-    entry.setUint32(0, 0x02014b50, true);
-    entry.setUint16(4, 20, true);
-    entry.setUint16(6, 20, true);
-    entry.setUint16(8, 0x0800, true);
-    entry.setUint32(16, crc, true);
-    entry.setUint32(20, size, true);
-    entry.setUint32(24, size, true);
-    entry.setUint16(28, encoded.length, true);
-    entry.setUint32(42, this.offset, true);
-    this.parts.push(local.buffer, encoded, blob);
-    this.central.push(entry.buffer, encoded);
-    this.offset += 30 + encoded.length + size;
-    this.count += 1;
+    this.feeding = this.feeding
+      .then(() => (this.failure === null ? feedBlob(this.sink, file) : null))
+      .catch((error) => {
+        this.failure ??= error;
+      });
   }
 
-  blob() {
-    if (!this.usable) return null;
-    const centralSize = this.central.reduce((sum, part) => sum + part.byteLength, 0);
-    const end = new DataView(new ArrayBuffer(22));
-    end.setUint32(0, 0x06054b50, true);
-    end.setUint16(8, this.count, true);
-    end.setUint16(10, this.count, true);
-    end.setUint32(12, centralSize, true);
-    end.setUint32(16, this.offset, true);
-    return new Blob([...this.parts, ...this.central, end.buffer], { type: "application/zip" });
+  async run() {
+    try {
+      const outcome = await super.run();
+      if (outcome === "accepted" && this.sink !== null) {
+        await this.feeding;
+        if (this.failure !== null) throw this.failure;
+        this.folderResult = await this.sink.finish();
+      }
+      return outcome;
+    } catch (error) {
+      const failure = this.aborted === null ? error : new TransferFailed(this.aborted);
+      if (this.sink !== null) this.sink.abort(failure.message);
+      throw failure;
+    }
+  }
+
+  /** Ends the transfer from this side (the sender is told why). */
+  abort(reason) {
+    this.aborted = reason;
+    try {
+      this.channel.send(JSON.stringify({ type: "error", message: reason }));
+    } catch {
+      // Already closed: closing below is all that is left.
+    }
+    this.channel.close();
   }
 }
 
@@ -126,18 +139,24 @@ export class ZipBuilder {
  * One rtcxfer/2 transfer received on the page. Callbacks: decide(hello) resolves
  * true to accept (hello: {files, total, count, kind}); onProgress({index, received,
  * totalReceived}); onFile({index, name, size, sha256, blob}); onText(text);
- * onFolder({blob, count}) once a transfer of several files is complete.
+ * openFolder(offer, receiver): for an accepted transfer of several files, resolves
+ * with the sink they all go to instead of onFile (open(name, size), write(bytes),
+ * close(ok) resolving with null or a failure once the file is kept, finish(),
+ * abort(reason)), or null; the file is acked only once the sink kept it, and
+ * this.folderResult is what finish() resolved with.
  */
 export class FileReceiver2 {
   constructor(channel, peer, { decide, onProgress = () => {}, onFile = () => {},
-                               onText = () => {}, onFolder = () => {} }) {
+                               onText = () => {}, openFolder = null }) {
     this.channel = channel;
     this.peer = peer;
     this.decide = decide;
     this.onProgress = onProgress;
     this.onFile = onFile;
     this.onText = onText;
-    this.onFolder = onFolder;
+    this.openFolder = openFolder;
+    this.sink = null;
+    this.folderResult = null;
     this.machine = new ReceiverMachine2();
     this.current = null;
     this.pendingPack = null;
@@ -145,7 +164,6 @@ export class FileReceiver2 {
     this.ackTimer = null;
     this.totalReceived = 0;
     this.received = 0;
-    this.zip = new ZipBuilder();
     this.files = [];
     this.total = 0;
     this.listener = (event) => this.handle(event.data);
@@ -199,11 +217,16 @@ export class FileReceiver2 {
     if (actions.length && actions[0].action === "WriteChunk" && this.current !== null) {
       const current = this.current;
       current.hasher.update(bytes);
-      current.crc = crc32(current.crc, bytes);
-      current.frames.push(bytes.slice());
-      current.framesBytes += bytes.length;
       current.received += bytes.length;
       this.totalReceived += bytes.length;
+      if (current.inSink) {
+        this.sink.write(bytes);
+        this.onProgress({ index: current.index, received: current.received,
+                          totalReceived: this.totalReceived });
+        return;
+      }
+      current.frames.push(bytes.slice());
+      current.framesBytes += bytes.length;
       if (current.framesBytes >= RECEIVE_BLOB_BYTES) {
         current.blobs.push(new Blob(current.frames));
         current.frames = [];
@@ -261,12 +284,19 @@ export class FileReceiver2 {
         }
         case "OpenFile":
           this.current = { index: action.index, name: action.entry.name, hasher: new Sha256(),
-                           crc: 0, frames: [], framesBytes: 0, blobs: [], received: 0 };
+                           frames: [], framesBytes: 0, blobs: [], received: 0,
+                           inSink: this.sink !== null };
+          if (this.sink !== null) this.sink.open(action.entry.name, action.entry.size);
           break;
         case "DiscardFile":
           if (this.current !== null && this.current.index === action.index) {
             this.current.frames = [];
             this.current.blobs = [];
+            if (this.current.inSink) {
+              // The file failed; so will the transfer (the sink is aborted at its end).
+              this.current.inSink = false;
+              this.sink.close(false).catch(() => {});
+            }
           }
           break;
         case "VerifyFile": this.verify(action); break;
@@ -274,8 +304,12 @@ export class FileReceiver2 {
         case "Finished":
           if (action.failed) {
             this.fail(new TransferFailed(`${action.failed} file(s) failed: ${action.failures[0][1]}`));
+          } else if (this.sink !== null) {
+            this.sink.finish().then((result) => {
+              this.folderResult = result;
+              this.end("accepted");
+            }, (error) => this.fail(new TransferFailed(error.message)));
           } else {
-            this.deliverFolder();
             this.end("accepted");
           }
           break;
@@ -309,6 +343,19 @@ export class FileReceiver2 {
     }
     const reason = decision === true ? null
       : (typeof decision === "string" && decision ? decision : "declined by the user");
+    if (reason === null && kind === "files" && offer.count > 1 && this.openFolder !== null) {
+      try {
+        this.sink = await this.openFolder(offer, this);
+      } catch (error) {
+        this.execute(this.machine.abort(`cannot save the folder: ${error.message}`));
+        return;
+      }
+      if (this.done && this.sink !== null) {
+        // The transfer ended while the folder was being opened.
+        this.sink.abort("the transfer ended before it started");
+        return;
+      }
+    }
     this.execute(this.machine.decide(reason, entries.map(() => 0)));
   }
 
@@ -319,6 +366,12 @@ export class FileReceiver2 {
     const digest = current.hasher.hexDigest();
     if (digest !== action.sha256) {
       failure = `sha256 mismatch (announced ${action.sha256.slice(0, 16)}..., received ${digest.slice(0, 16)}...)`;
+    }
+    if (current.inSink) {
+      this.sink.close(failure === null).then(
+        (problem) => this.kept(action, failure ?? problem ?? null),
+        (error) => this.kept(action, failure ?? error.message));
+      return;
     }
     current.blobs.push(new Blob(current.frames));
     const blob = new Blob(current.blobs, { type: "application/octet-stream" });
@@ -338,7 +391,6 @@ export class FileReceiver2 {
     }
     if (failure === null) {
       this.received += 1;
-      this.zip.add(current.name, blob, current.crc, action.size);
       this.onFile({ index: action.index, name: current.name, size: action.size,
                     sha256: digest, blob });
     }
@@ -357,11 +409,14 @@ export class FileReceiver2 {
     }
   }
 
-  deliverFolder() {
-    if (this.received > 1) {
-      const blob = this.zip.blob();
-      if (blob !== null) this.onFolder({ blob, count: this.received });
-    }
+  kept(action, failure) {
+    if (failure === null) this.received += 1;
+    this.settle(action.index, failure);
+  }
+
+  /** Ends the transfer from this side (the sender is told why). */
+  abort(reason) {
+    this.execute(this.machine.abort(reason));
   }
 
   get ended() {
@@ -377,6 +432,7 @@ export class FileReceiver2 {
   fail(error) {
     if (this.done) return;
     this.done = true;
+    if (this.sink !== null) this.sink.abort(error.message);
     this.reject(error);
   }
 }
