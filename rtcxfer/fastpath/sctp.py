@@ -178,6 +178,8 @@ class FastSctpTransport(RTCSctpTransport):
             "pacing_rate": controller.pacing_rate if controller.pacing_rate != math.inf else -1,
             "rounds": controller.round_count,
             "timeouts": controller.timeouts,
+            "inflight_hi": controller.inflight_hi if controller.inflight_hi != math.inf else -1,
+            "congestion_cuts": controller.congestion_cuts,
             "retransmissions": self.retransmissions,
             "sacks": self.fast_sacks,
             "srtt": self._srtt or 0.0,
@@ -589,8 +591,20 @@ class FastSctpTransport(RTCSctpTransport):
             run_inline(self._transmit_quietly())
 
     async def _transmit_quietly(self) -> None:
+        """Send what the window and pacing allow, from a timer or a grown window.
+
+        aiortc moves a message from the data channel queue into the outbound queue
+        only when the outbound queue is empty, and only when a message is queued or a
+        SACK arrives. A pacing tick that empties the outbound queue must move the
+        next message itself: otherwise nothing is sent until the next SACK, the
+        tokens of the wait are lost, and the rate samples, then the bandwidth estimate,
+        fall below the link (at 200 ms the estimate sank to a third of it and took
+        25 s to climb back).
+        """
         with contextlib.suppress(ConnectionError):
             await self._transmit()
+            if not self._outbound_queue and self._data_channel_queue:
+                await self._data_channel_flush()
 
     # ------------------------------------------------------------------ T3 timer
 
