@@ -57,6 +57,9 @@ CWND_GAIN = 1.5
 BW_WINDOW_ROUNDS = 10
 FULL_BW_GROWTH = 1.25
 FULL_BW_ROUNDS = 3
+# STARTUP also ends after a round whose lowest RTT sample was this far above min_rtt.
+STARTUP_QUEUE_FACTOR = 1.25
+STARTUP_QUEUE_MIN_DELAY = 0.004
 STARTUP_LOSS_THRESHOLD = 0.10
 STARTUP_LOSS_MIN_PACKETS = 8
 MIN_RTT_WINDOW = 10.0
@@ -166,6 +169,7 @@ class BbrController:
         self._hi_cut_time = now
         self._hi_growth = 1
         self.congestion_cuts = 0
+        self._probe_bw_round = 0
         initial_bw = self.cwnd / initial_rtt if initial_rtt else 0.0
         self.pacing_rate = STARTUP_GAIN * initial_bw if initial_bw else math.inf
         self.pacing_burst = self._burst()
@@ -257,10 +261,11 @@ class BbrController:
         if self._rto_round is not None and self.round_count > self._rto_round + 1:
             self._rto_round = None
         if self.mode is Mode.STARTUP and not self.filled_pipe:
-            self._check_full_pipe(delivered, lost)
+            self._check_full_pipe(delivered, lost, round_min_rtt)
         if self.mode is Mode.PROBE_RTT and self._probe_rtt_done is not None:
             self._probe_rtt_round_done = True
-        if self.filled_pipe and self.mode is not Mode.PROBE_RTT:
+        if self.mode is Mode.PROBE_BW and self.round_count - self._probe_bw_round >= 2:
+            # Not before STARTUP's own queue has drained and its losses are reported.
             self._update_inflight_hi(now, lost, round_min_rtt)
 
     def _update_inflight_hi(self, now: float, lost: int, round_min_rtt: float) -> None:
@@ -311,7 +316,15 @@ class BbrController:
             samples.popleft()
         self.btl_bw = samples[0][1]
 
-    def _check_full_pipe(self, round_delivered: int, round_lost: int) -> None:
+    def _check_full_pipe(self, round_delivered: int, round_lost: int,
+                         round_min_rtt: float) -> None:
+        if (math.isfinite(self.min_rtt) and round_min_rtt
+                > STARTUP_QUEUE_FACTOR * self.min_rtt + STARTUP_QUEUE_MIN_DELAY):
+            # Even the round's fastest packet waited in a queue: the bottleneck was busy
+            # the whole round, so this round's samples are its rate (the delay rule of
+            # HyStart++, RFC 9406, for this purpose).
+            self.filled_pipe = True
+            return
         if self.btl_bw >= self._full_bw * FULL_BW_GROWTH:
             self._full_bw = self.btl_bw
             self._full_bw_count = 0
@@ -347,6 +360,8 @@ class BbrController:
         self._update_probe_rtt(now, inflight)
 
     def _enter_probe_bw(self, now: float) -> None:
+        if self.mode is not Mode.PROBE_BW:
+            self._probe_bw_round = self.round_count
         self.mode = Mode.PROBE_BW
         self.cwnd_gain = CWND_GAIN
         # Start in a cruising phase, as BBR does after DRAIN.
@@ -400,7 +415,16 @@ class BbrController:
     def _update_outputs(self) -> None:
         mss = self.mss
         if self.btl_bw:
-            self.pacing_rate = self.pacing_gain * self.btl_bw
+            rate = self.pacing_gain * self.btl_bw
+            if not self.filled_pipe and math.isfinite(self.min_rtt):
+                # As Linux's BBR: until the pipe is full the pacing rate only rises, from
+                # STARTUP_GAIN x the initial window per RTT. The first samples come from
+                # the application's small first messages (app-limited, a few KB/s); taken
+                # as the rate they made STARTUP start ~8 doublings below the link.
+                floor = STARTUP_GAIN * INITIAL_CWND_PACKETS * mss / self.min_rtt
+                prior = self.pacing_rate if math.isfinite(self.pacing_rate) else 0.0
+                rate = max(rate, floor, prior)
+            self.pacing_rate = rate
         if self.mode is Mode.PROBE_RTT:
             cwnd = self._probe_rtt_cwnd()
         elif self._rto_round is not None:
