@@ -349,8 +349,7 @@ def format_sender(stats: dict[str, Any]) -> str:
     return (f"{stats['mode']} bw {stats['btl_bw'] / 1e6:.2f} MB/s, min RTT "
             f"{stats['min_rtt'] * 1000:.1f} ms, cwnd {stats['cwnd'] / 1e6:.2f} MB, "
             f"{stats['rounds']} rounds, {stats['retransmissions']} retransmissions, "
-            f"{stats['timeouts']} T3 timeouts, {stats.get('congestion_cuts', 0)} cuts of "
-            f"inflight_hi")
+            f"{stats['timeouts']} T3 timeouts")
 
 
 def variant_size(variant: str, condition_name: str, args: argparse.Namespace) -> int:

@@ -57,9 +57,6 @@ CWND_GAIN = 1.5
 BW_WINDOW_ROUNDS = 10
 FULL_BW_GROWTH = 1.25
 FULL_BW_ROUNDS = 3
-# STARTUP also ends after a round whose lowest RTT sample was this far above min_rtt.
-STARTUP_QUEUE_FACTOR = 1.25
-STARTUP_QUEUE_MIN_DELAY = 0.004
 STARTUP_LOSS_THRESHOLD = 0.10
 STARTUP_LOSS_MIN_PACKETS = 8
 MIN_RTT_WINDOW = 10.0
@@ -79,20 +76,6 @@ INITIAL_CWND_PACKETS = 32
 # The window never goes below this (except for a round after a timeout): what the fast
 # path used as its fixed window before, which keeps loopback and LAN paths full.
 MIN_WINDOW = 256 * 1024
-# Loss with a standing queue (BBRv2's inflight_hi, narrowed): a round that lost packets
-# while even its lowest RTT sample was above CONGESTION_RTT_FACTOR x min_rtt saw a queue
-# that stood the whole round. This controller's own window (1.5 x BDP) cannot hold one
-# that high, so the queue is another flow's: a loss-based one (Chromium's SCTP, Reno)
-# that fills the drop-tail buffer. Then what is in flight is bounded by ``inflight_hi``,
-# cut to INFLIGHT_HI_BETA of the window (BBRv2's beta) at most once per two rounds, so
-# that the other flow's losses are ours too and it is not starved. Random loss at an
-# empty or short queue leaves it alone, so a lossy path keeps its rate.
-CONGESTION_RTT_FACTOR = 1.6
-INFLIGHT_HI_BETA = 0.7
-# After a cut, inflight_hi grows by one packet per round (Reno's pace: fair to Reno);
-# from INFLIGHT_HI_PROBE_WAIT seconds after the last cut on, by 1, 2, 4... packets per
-# round (BBRv2's PROBE_UP), so a bound the path no longer needs goes in a few rounds.
-INFLIGHT_HI_PROBE_WAIT = 2.0
 # Paths with a min RTT below this are not paced.
 PACING_MIN_RTT = 0.005
 # Pacing bursts: at most this much time's worth of sending at once (and never less than
@@ -162,14 +145,6 @@ class BbrController:
         self._prior_cwnd = 0
         # After a retransmission timeout: packet conservation for one round.
         self._rto_round: int | None = None
-        # Loss with a standing queue: the bound on what is in flight, and its growth.
-        self.inflight_hi = math.inf
-        self._round_min_rtt = math.inf
-        self._hi_cut_round = -2
-        self._hi_cut_time = now
-        self._hi_growth = 1
-        self.congestion_cuts = 0
-        self._probe_bw_round = 0
         initial_bw = self.cwnd / initial_rtt if initial_rtt else 0.0
         self.pacing_rate = STARTUP_GAIN * initial_bw if initial_bw else math.inf
         self.pacing_burst = self._burst()
@@ -215,11 +190,9 @@ class BbrController:
                 rtt <= self.min_rtt or now - self.min_rtt_stamp > MIN_RTT_WINDOW):
             self._update_min_rtt(now, rtt)
             changed = True
-        if rtt is not None and rtt < self._round_min_rtt:
-            self._round_min_rtt = rtt
         if stamp is not None:
             if stamp.delivered >= self.next_round_delivered:
-                self._end_round(now)
+                self._end_round()
                 changed = True
             bandwidth = self.btl_bw
             self._sample_rate(now, stamp, sent_time)
@@ -248,12 +221,10 @@ class BbrController:
         elif expired and self.mode is Mode.PROBE_RTT:
             self.min_rtt = min(self.min_rtt, rtt)
 
-    def _end_round(self, now: float) -> None:
+    def _end_round(self) -> None:
         # A packet sent after the last round ended was acknowledged: a new round.
         delivered = self.delivered - self._round_delivered_start
         lost = self._round_lost
-        round_min_rtt = self._round_min_rtt
-        self._round_min_rtt = math.inf
         self.round_count += 1
         self.next_round_delivered = self.delivered
         self._round_delivered_start = self.delivered
@@ -261,36 +232,9 @@ class BbrController:
         if self._rto_round is not None and self.round_count > self._rto_round + 1:
             self._rto_round = None
         if self.mode is Mode.STARTUP and not self.filled_pipe:
-            self._check_full_pipe(delivered, lost, round_min_rtt)
+            self._check_full_pipe(delivered, lost)
         if self.mode is Mode.PROBE_RTT and self._probe_rtt_done is not None:
             self._probe_rtt_round_done = True
-        if self.mode is Mode.PROBE_BW and self.round_count - self._probe_bw_round >= 2:
-            # Not before STARTUP's own queue has drained and its losses are reported.
-            self._update_inflight_hi(now, lost, round_min_rtt)
-
-    def _update_inflight_hi(self, now: float, lost: int, round_min_rtt: float) -> None:
-        """Once per round: cut the bound on loss with a standing queue, else grow it."""
-        if (lost >= self.mss and math.isfinite(self.min_rtt)
-                and round_min_rtt > CONGESTION_RTT_FACTOR * self.min_rtt):
-            if self.round_count - self._hi_cut_round >= 2:
-                # Losses of packets sent before the last cut do not count twice.
-                self.inflight_hi = max(MIN_CWND_PACKETS * self.mss,
-                                       int(INFLIGHT_HI_BETA * self.cwnd))
-                self._hi_cut_round = self.round_count
-                self._hi_cut_time = now
-                self._hi_growth = 1
-                self.congestion_cuts += 1
-            return
-        if not math.isfinite(self.inflight_hi):
-            return
-        if now - self._hi_cut_time >= INFLIGHT_HI_PROBE_WAIT:
-            self.inflight_hi += self._hi_growth * self.mss
-            self._hi_growth *= 2
-        else:
-            self.inflight_hi += self.mss
-        if self.inflight_hi > 2 * self.bdp(self.cwnd_gain):
-            # Far above what the model asks for: the bound is gone.
-            self.inflight_hi = math.inf
 
     def _sample_rate(self, now: float, stamp: SendStamp, sent_time: float) -> None:
         send_elapsed = sent_time - stamp.first_sent_time
@@ -316,15 +260,7 @@ class BbrController:
             samples.popleft()
         self.btl_bw = samples[0][1]
 
-    def _check_full_pipe(self, round_delivered: int, round_lost: int,
-                         round_min_rtt: float) -> None:
-        if (math.isfinite(self.min_rtt) and round_min_rtt
-                > STARTUP_QUEUE_FACTOR * self.min_rtt + STARTUP_QUEUE_MIN_DELAY):
-            # Even the round's fastest packet waited in a queue: the bottleneck was busy
-            # the whole round, so this round's samples are its rate (the delay rule of
-            # HyStart++, RFC 9406, for this purpose).
-            self.filled_pipe = True
-            return
+    def _check_full_pipe(self, round_delivered: int, round_lost: int) -> None:
         if self.btl_bw >= self._full_bw * FULL_BW_GROWTH:
             self._full_bw = self.btl_bw
             self._full_bw_count = 0
@@ -360,8 +296,6 @@ class BbrController:
         self._update_probe_rtt(now, inflight)
 
     def _enter_probe_bw(self, now: float) -> None:
-        if self.mode is not Mode.PROBE_BW:
-            self._probe_bw_round = self.round_count
         self.mode = Mode.PROBE_BW
         self.cwnd_gain = CWND_GAIN
         # Start in a cruising phase, as BBR does after DRAIN.
@@ -397,7 +331,9 @@ class BbrController:
         if self.mode is not Mode.PROBE_RTT:
             return
         if self._probe_rtt_done is None:
-            if inflight <= self._probe_rtt_cwnd():
+            # The window in force is never below MIN_WINDOW: waiting for less in flight
+            # than that would keep a slow or shared path in PROBE_RTT for good.
+            if inflight <= max(self._probe_rtt_cwnd(), MIN_WINDOW):
                 self._probe_rtt_done = now + PROBE_RTT_TIME
                 self._probe_rtt_round_done = False
                 self.next_round_delivered = self.delivered
@@ -431,8 +367,6 @@ class BbrController:
             cwnd = MIN_CWND_PACKETS * mss
         elif self.btl_bw and math.isfinite(self.min_rtt):
             cwnd = self.bdp(self.cwnd_gain) + 3 * mss
-            if cwnd > self.inflight_hi:
-                cwnd = int(self.inflight_hi)
             if not self.filled_pipe:
                 # STARTUP grows at least as fast as slow start would.
                 cwnd = max(cwnd, min(self.cwnd, self.delivered + INITIAL_CWND_PACKETS * mss))

@@ -178,8 +178,6 @@ class FastSctpTransport(RTCSctpTransport):
             "pacing_rate": controller.pacing_rate if controller.pacing_rate != math.inf else -1,
             "rounds": controller.round_count,
             "timeouts": controller.timeouts,
-            "inflight_hi": controller.inflight_hi if controller.inflight_hi != math.inf else -1,
-            "congestion_cuts": controller.congestion_cuts,
             "retransmissions": self.retransmissions,
             "sacks": self.fast_sacks,
             "srtt": self._srtt or 0.0,
