@@ -16,7 +16,8 @@ Congestion-Based Congestion Control", ACM Queue 2016; draft-cardwell-iccrg-bbr-
 congestion-control):
 
 ``STARTUP``
-    doubles the sending rate every round (gain 2/ln 2) until the bandwidth stops
+    from an initial window of 32 packets, doubles the sending rate every round (gain
+    2/ln 2; the pacing rate never falls here, as in Linux's BBR) until the bandwidth stops
     growing (three rounds under +25 %), or a round loses more than
     ``STARTUP_LOSS_THRESHOLD`` of its packets: a full drop-tail queue (BBRv2's rule; a
     random-loss path stays far below it);
