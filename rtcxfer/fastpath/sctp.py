@@ -146,6 +146,7 @@ class FastSctpTransport(RTCSctpTransport):
         self._ack_lost = 0
         self._ack_newest: DataChunk | None = None
         self._ack_rtt: float | None = None
+        self._ack_rtt_max = 0.0
         self._ack_flush_scheduled = False
         # SACKs handled by the fast path's own code: proof that the override runs.
         self.fast_sacks = 0
@@ -462,6 +463,8 @@ class FastSctpTransport(RTCSctpTransport):
                 rtt = now - newest._sent_time
                 if self._ack_rtt is None or rtt < self._ack_rtt:
                     self._ack_rtt = rtt
+                if rtt > self._ack_rtt_max:
+                    self._ack_rtt_max = rtt
         if not self._ack_flush_scheduled:
             self._ack_flush_scheduled = True
             self._loop.call_soon(self._flush_acks)
@@ -484,7 +487,13 @@ class FastSctpTransport(RTCSctpTransport):
         rtt = self._ack_rtt
         now = monotonic()
         if rtt is not None:
-            self._update_rto(rtt)
+            # The controller wants the burst's lowest RTT (min_rtt), the retransmission
+            # timer its highest: after a stall of either peer, a burst of SACKs arrives
+            # at once and only its first ones carry the stall, which the lowest sample
+            # hides. Fed the lowest, SRTT and RTTVAR ignored stalls and T3 fired
+            # spuriously (and resent the whole window) when the machine was loaded.
+            self._update_rto(self._ack_rtt_max)
+            self._ack_rtt_max = 0.0
         controller = self._controller
         controller.on_ack(now, self._ack_bytes, self._ack_lost, self._flight_size,
                           getattr(newest, "_rs", None) if newest is not None else None,
