@@ -146,6 +146,7 @@ class FastSctpTransport(RTCSctpTransport):
         self._ack_lost = 0
         self._ack_newest: DataChunk | None = None
         self._ack_rtt: float | None = None
+        self._ack_rtt_max = 0.0
         self._ack_flush_scheduled = False
         # SACKs handled by the fast path's own code: proof that the override runs.
         self.fast_sacks = 0
@@ -462,6 +463,8 @@ class FastSctpTransport(RTCSctpTransport):
                 rtt = now - newest._sent_time
                 if self._ack_rtt is None or rtt < self._ack_rtt:
                     self._ack_rtt = rtt
+                if rtt > self._ack_rtt_max:
+                    self._ack_rtt_max = rtt
         if not self._ack_flush_scheduled:
             self._ack_flush_scheduled = True
             self._loop.call_soon(self._flush_acks)
@@ -484,7 +487,13 @@ class FastSctpTransport(RTCSctpTransport):
         rtt = self._ack_rtt
         now = monotonic()
         if rtt is not None:
-            self._update_rto(rtt)
+            # The controller wants the burst's lowest RTT (min_rtt), the retransmission
+            # timer its highest: after a stall of either peer, a burst of SACKs arrives
+            # at once and only its first ones carry the stall, which the lowest sample
+            # hides. Fed the lowest, SRTT and RTTVAR ignored stalls and T3 fired
+            # spuriously (and resent the whole window) when the machine was loaded.
+            self._update_rto(self._ack_rtt_max)
+            self._ack_rtt_max = 0.0
         controller = self._controller
         controller.on_ack(now, self._ack_bytes, self._ack_lost, self._flight_size,
                           getattr(newest, "_rs", None) if newest is not None else None,
@@ -589,8 +598,20 @@ class FastSctpTransport(RTCSctpTransport):
             run_inline(self._transmit_quietly())
 
     async def _transmit_quietly(self) -> None:
+        """Send what the window and pacing allow, from a timer or a grown window.
+
+        aiortc moves a message from the data channel queue into the outbound queue
+        only when the outbound queue is empty, and only when a message is queued or a
+        SACK arrives. A pacing tick that empties the outbound queue must move the
+        next message itself: otherwise nothing is sent until the next SACK, the
+        tokens of the wait are lost, and the rate samples, then the bandwidth estimate,
+        fall below the link (at 200 ms the estimate sank to a third of it and took
+        25 s to climb back).
+        """
         with contextlib.suppress(ConnectionError):
             await self._transmit()
+            if not self._outbound_queue and self._data_channel_queue:
+                await self._data_channel_flush()
 
     # ------------------------------------------------------------------ T3 timer
 

@@ -13,9 +13,13 @@ import random
 from dataclasses import dataclass, field
 
 from rtcxfer.fastpath.bbr import (
+    INITIAL_CWND_PACKETS,
     MIN_CWND_PACKETS,
     MIN_RTT_WINDOW,
+    MIN_WINDOW,
+    PROBE_RTT_CWND_GAIN,
     PROBE_RTT_PACKETS,
+    STARTUP_GAIN,
     BbrController,
     Mode,
     SendStamp,
@@ -31,8 +35,9 @@ class Ack:
     at: float
     sequence: int
     sent_at: float = field(compare=False)
-    stamp: SendStamp = field(compare=False)
+    stamp: SendStamp | None = field(compare=False)
     lost: bool = field(compare=False)
+    flow: int = field(default=0, compare=False)
 
 
 class Path:
@@ -52,21 +57,23 @@ class Path:
         self.max_queue_delay = 0.0
         self.queue_delays: list[float] = []
 
-    def send(self, now: float, stamp: SendStamp) -> None:
+    def send(self, now: float, stamp: SendStamp | None, flow: int = 0) -> None:
         self.sequence += 1
-        self.inflight += MSS
+        if flow == 0:
+            self.inflight += MSS
         lost = self.random.random() < self.loss
         start = max(self.busy_until, now)
         if not lost and (start - now) * self.rate + MSS > self.queue_limit:
             lost = True  # drop-tail
         if lost:
             # The sender learns of a loss about a round trip later (SACK gaps).
-            heapq.heappush(self.acks, Ack(now + self.rtt * 1.1, self.sequence, now, stamp, True))
+            heapq.heappush(self.acks, Ack(now + self.rtt * 1.1, self.sequence, now, stamp, True,
+                                          flow))
             return
         self.queue_delays.append(start - now)
         self.busy_until = start + MSS / self.rate
         heapq.heappush(self.acks, Ack(self.busy_until + self.rtt, self.sequence, now, stamp,
-                                      False))
+                                      False, flow))
 
 
 def run(controller: BbrController, path: Path, seconds: float, start: float = 0.0,
@@ -228,3 +235,127 @@ def test_the_queue_stays_short() -> None:
     run(controller, path, 5.0, start=end)
     delays = sorted(path.queue_delays)
     assert delays[len(delays) // 2] <= 0.5 * 0.05
+
+
+class Reno:
+    """A loss-based flow (Reno, as Chromium's SCTP): slow start, halving once per RTT."""
+
+    def __init__(self) -> None:
+        self.cwnd = 10.0 * MSS
+        self.ssthresh = math.inf
+        self.inflight = 0
+        self.delivered = 0
+        self.cut_at = -1.0
+
+    def on_ack(self, ack: Ack) -> None:
+        self.inflight -= MSS
+        if ack.lost:
+            # One reduction per window of data (the losses of one round trip).
+            if ack.sent_at > self.cut_at:
+                self.cwnd = max(self.cwnd / 2, 2.0 * MSS)
+                self.ssthresh = self.cwnd
+                self.cut_at = ack.at
+            return
+        self.delivered += MSS
+        self.cwnd += MSS if self.cwnd < self.ssthresh else MSS * MSS / self.cwnd
+
+
+def run_shared(controller: BbrController, reno: Reno, path: Path, seconds: float,
+               start: float = 0.0) -> float:
+    """The controller's flow and a Reno flow through one bottleneck."""
+    now = start
+    next_send = now
+    end = start + seconds
+    while now < end:
+        while reno.inflight + MSS <= reno.cwnd:
+            reno.inflight += MSS
+            path.send(now, None, flow=1)
+        can_send = path.inflight + MSS <= controller.cwnd
+        if can_send and next_send <= now:
+            stamp = controller.on_send(now, path.inflight)
+            path.send(now, stamp)
+            pacing = controller.pacing_rate
+            next_send = now + (MSS / pacing if math.isfinite(pacing) else 0.0)
+            continue
+        candidates = [end]
+        if path.acks:
+            candidates.append(path.acks[0].at)
+        if can_send:
+            candidates.append(next_send)
+        now = max(now, min(candidates))
+        while path.acks and path.acks[0].at <= now:
+            ack = heapq.heappop(path.acks)
+            if ack.flow == 1:
+                reno.on_ack(ack)
+                continue
+            path.inflight -= MSS
+            if ack.lost:
+                controller.on_ack(ack.at, 0, MSS, path.inflight, None, ack.sent_at, None)
+            else:
+                path.delivered += MSS
+                controller.on_ack(ack.at, MSS, 0, path.inflight, ack.stamp, ack.sent_at,
+                                  ack.at - ack.sent_at)
+    return now
+
+
+def reno_share(seconds: float = 30.0) -> tuple[float, BbrController]:
+    path = Path(RATE, 0.05, seed=3)
+    controller = BbrController(MSS, 0.0, MAX_CWND)
+    reno = Reno()
+    end = run_shared(controller, reno, path, 5.0)
+    before = (path.delivered, reno.delivered)
+    run_shared(controller, reno, path, seconds, start=end)
+    ours = path.delivered - before[0]
+    theirs = reno.delivered - before[1]
+    return theirs / (ours + theirs), controller
+
+
+def test_a_reno_flow_sharing_the_bottleneck_keeps_a_fair_part() -> None:
+    """A loss-based flow (Reno, as Chromium's SCTP) that can fill the one-BDP drop-tail
+    buffer is not starved: its queue makes the model-based flow window-limited (its
+    window is 1.5 x its own BDP), which then gives way."""
+    share, controller = reno_share()
+    assert controller.mode is not Mode.STARTUP
+    assert 0.25 <= share <= 0.75, share
+
+
+def test_probe_rtt_ends_on_a_path_whose_half_bdp_is_below_the_minimum_window() -> None:
+    """2 MB/s at 50 ms: half a BDP (50 KB) is below MIN_WINDOW, the window in force;
+    PROBE_RTT must still end (it once waited for that little in flight for good)."""
+    rate = 2e6
+    path = Path(rate, 0.05)
+    controller = BbrController(MSS, 0.0, MAX_CWND)
+    now = run(controller, path, 3.0)
+    assert controller.bdp(PROBE_RTT_CWND_GAIN) < MIN_WINDOW
+    modes: list[Mode] = []
+    for _ in range(int((MIN_RTT_WINDOW + 3) / 0.1)):
+        now = run(controller, path, 0.1, start=now)
+        modes.append(controller.mode)
+    assert Mode.PROBE_RTT in modes
+    assert modes[-1] is Mode.PROBE_BW
+    assert modes.count(Mode.PROBE_RTT) <= 10  # 200 ms and a round trip, not seconds
+
+
+def test_startup_pacing_starts_from_the_initial_window_and_only_rises() -> None:
+    """The first samples come from small application messages (app-limited): STARTUP's
+    pacing rate stays at least STARTUP_GAIN x the initial window per RTT, and never
+    falls while the pipe is not full (as Linux's BBR)."""
+    controller = BbrController(MSS, 0.0, MAX_CWND)
+    floor = STARTUP_GAIN * INITIAL_CWND_PACKETS * MSS / 0.2
+    stamp = controller.on_send(0.0, 0)
+    controller.on_app_limited(300)
+    controller.on_ack(0.2, 300, 0, 0, stamp, 0.0, 0.2)  # a 300-byte message, one RTT
+    assert 0 < controller.btl_bw < 2000
+    assert controller.pacing_rate >= floor
+    rates = [controller.pacing_rate]
+    now = 0.2
+    delivered = 40 * MSS
+    for _ in range(5):
+        stamp = controller.on_send(now, 0)
+        now += 0.2
+        controller.on_ack(now, delivered, 0, 0, stamp, now - 0.2, 0.2)
+        rates.append(controller.pacing_rate)
+        delivered = delivered * 2 if len(rates) < 4 else MSS  # then a low sample
+    assert controller.mode is Mode.STARTUP
+    assert rates == sorted(rates)
+    assert rates[-1] > floor

@@ -7,8 +7,10 @@ the sent queue, not timed.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections import deque
+from time import monotonic
 from typing import Any
 
 from aiortc.rtcsctptransport import (
@@ -186,3 +188,18 @@ async def test_receiver_gap_blocks_match_a_reference() -> None:
                   for first, last in sctp._rx_blocks]
         assert actual == expected
     assert sctp._rx_blocks == []
+
+
+async def test_the_retransmission_timer_hears_a_burst_of_sacks_highest_rtt() -> None:
+    """SACKs read together after a stall: the controller gets the burst's lowest RTT
+    (min_rtt), the RTO estimator its highest, so the stall is not hidden from T3."""
+    sctp, _dtls, sent = await established_sender(4)
+    first = sent[0].tsn
+    now = monotonic()
+    for index, chunk in enumerate(sent):
+        chunk._sent_time = now - 0.15 + index * 0.03  # RTTs 0.15, 0.12, 0.09, 0.06
+    for index in range(4):
+        await sctp._receive_sack_chunk(sack(first + index, []))
+    await asyncio.sleep(0)  # the burst's controller update (call_soon)
+    assert sctp._srtt is not None and sctp._srtt >= 0.15
+    assert sctp.controller.min_rtt < 0.07
