@@ -26,6 +26,7 @@ import { DirectorySink } from "./savefolder.js";
 
 const NAME_STORAGE_KEY = "rtcxfer.name";
 const MAX_NAME_LENGTH = 64;
+const CERTIFICATE_WAIT_MS = 10000;
 
 const byId = (id) => document.getElementById(id);
 
@@ -1015,9 +1016,15 @@ function start() {
     ui.loginButton.disabled = true;
   }
   // Ready once the lasting certificate is loaded (or known to be unavailable) and the
-  // worker of streamed downloads is registered (or known to be unavailable).
+  // worker of streamed downloads is registered (or known to be unavailable). A browser
+  // whose storage or key generation stalls (a loaded machine, a locked profile) gets a
+  // ready page after CERTIFICATE_WAIT_MS all the same: sessions opened before the
+  // certificate arrives use a fresh one, later sessions the lasting one.
+  const certificate = pageCertificate().then(useCertificate);
   Promise.all([
-    pageCertificate().then(useCertificate),
+    Promise.race([certificate, new Promise((resolve) => {
+      setTimeout(resolve, CERTIFICATE_WAIT_MS);
+    })]),
     registerDownloadWorker().then((streamed) => {
       document.body.dataset.downloads = streamed ? "stream" : "blob";
     }),
