@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,6 +62,36 @@ def test_the_page_receives_from_cli_send_code(peers: PeerFactory,
     saved = tmp_path / "saved.jpg"
     pending.value.save_as(saved)
     assert saved.read_bytes() == data
+
+
+def test_a_folder_by_code_reaches_the_page_as_one_zip(peers: PeerFactory,
+                                                      cli_processes: list[CliProcess],
+                                                      tmp_path: Path) -> None:
+    made = {"album/a.jpg": os.urandom(50_000), "album/sub/b.txt": b"second",
+            "album/sub/empty": b""}
+    for name, data in made.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(data)
+    sender = CliProcess(["send", "--server", peers.server.ws_url, "--json", "--code",
+                         str(tmp_path / "album")])
+    cli_processes.append(sender)
+    code = wait_for_event(sender, "code", timeout=CLI_TIMEOUT)["code"]
+    page = peers.open()
+    page.page.fill("#code-input", code)
+    page.page.click("#code-receive-button")
+    assert "every file verified" in wait_for_code_status(page.page, "ok")
+    assert sender.wait(CLI_TIMEOUT) == ExitCode.OK, sender.stderr
+    # One download for the folder, not a link per file.
+    assert page.page.locator("#code-received li[data-testid='code-received-file'] a").count() == 0
+    zipped = page.page.locator("#code-received li[data-testid='code-received-zip']")
+    assert zipped.get_attribute("data-count") == "3"
+    with page.page.expect_download(timeout=UI_TIMEOUT_MS) as pending:
+        zipped.locator("a[download]").click()
+    saved = tmp_path / "saved.zip"
+    pending.value.save_as(saved)
+    with zipfile.ZipFile(saved) as archive:
+        assert archive.testzip() is None
+        assert {info.filename: archive.read(info) for info in archive.infolist()} == made
 
 
 def test_cli_receive_code_from_the_page(peers: PeerFactory, cli_processes: list[CliProcess],

@@ -3,6 +3,7 @@
 
 import { defaultSignalingUrl } from "./signaling.js";
 import { receiveWithCode, sendWithCode } from "./codemode.js";
+import { BlobOutput, ZipSink } from "./download.js";
 
 const ui = {
   form: document.getElementById("code-receive-form"),
@@ -28,7 +29,17 @@ function setBusy(value) {
   ui.fileInput.disabled = value;
 }
 
-function addFile({ name, size, sha256, blob }) {
+function downloadLink(blob, filename, text) {
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = filename;
+  link.textContent = text;
+  return link;
+}
+
+/** A verified file in the card's list; its link comes once the transfer is complete. */
+function addFile(file) {
+  const { name, size, sha256 } = file;
   const item = document.createElement("li");
   item.dataset.testid = "code-received-file";
   item.dataset.name = name;
@@ -41,11 +52,31 @@ function addFile({ name, size, sha256, blob }) {
   verified.className = "verified";
   verified.textContent = "✓ verified";
   verified.title = `sha256 ${sha256}`;
-  const link = document.createElement("a");
-  link.href = URL.createObjectURL(blob);
-  link.download = name.split("/").pop();
-  link.textContent = "Download";
-  item.append(label, verified, link);
+  item.append(label, verified);
+  ui.received.append(item);
+  return item;
+}
+
+/** Several files reach the person as one download, a zip with their paths (as the
+ * logged-in part of the page does); a single file keeps its own link. */
+async function offerDownloads(files, items, code) {
+  if (files.length === 1) {
+    const [{ name, blob }] = files;
+    items[0].append(downloadLink(blob, name.split("/").pop(), "Download"));
+    return;
+  }
+  const sink = new ZipSink(new BlobOutput());
+  for (const { name, size, blob } of files) {
+    sink.open(name, size);
+    sink.write(new Uint8Array(await blob.arrayBuffer()));
+    await sink.close();
+  }
+  const zip = await sink.finish();
+  const item = document.createElement("li");
+  item.dataset.testid = "code-received-zip";
+  item.dataset.count = String(files.length);
+  item.append(downloadLink(zip, `code-${code.split("-")[0]}.zip`,
+    `Download all ${files.length} files (zip)`));
   ui.received.append(item);
 }
 
@@ -56,11 +87,17 @@ async function receive(event) {
   }
   setBusy(true);
   ui.shownBlock.hidden = true;
+  const arrived = [];
+  const items = [];
   try {
     const { files } = await receiveWithCode(defaultSignalingUrl(), ui.input.value, {
       onStatus: (text) => setStatus(text),
-      onFile: addFile,
+      onFile: (file) => {
+        arrived.push(file);
+        items.push(addFile(file));
+      },
     });
+    await offerDownloads(arrived, items, ui.input.value.trim());
     setStatus(`received ${files.length} file(s): every file verified`, "ok");
   } catch (error) {
     setStatus(error.message, "error");
