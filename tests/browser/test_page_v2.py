@@ -169,6 +169,37 @@ def test_page_sends_a_text_to_cli_listen(peers: PeerFactory, tmp_path: Path) -> 
     assert list(tmp_path.iterdir()) == []
 
 
+def test_page_sends_a_long_text_as_a_stream_to_listen_stdout(peers: PeerFactory) -> None:
+    """A text over the 64 KiB of a text entry goes as a stream (size in its eof):
+    `listen --once --stdout` writes it to standard output and exits 0."""
+    text = "".join(f"ligne {number} — héllo\n" for number in range(12_000))  # ~290 KB
+    expected = text.encode()
+    assert len(expected) > 65536
+    listener = subprocess.Popen(
+        [*RTCXFER, "listen", "--server", peers.server.ws_url, "--name", "cli", "--yes",
+         "--once", "--stdout"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=cli_env(), start_new_session=True)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(listener.stdout.read()),  # type: ignore[union-attr]
+                              daemon=True)
+    reader.start()
+    try:
+        page = peers.open("web")
+        page.pick_user("cli")
+        page.page.evaluate("(text) => { document.querySelector('#text-input').value = text; }",
+                           text)
+        page.page.click("#send-text-button")
+        assert "as text.txt: verified" in page.wait_for_status("ok")
+        assert listener.wait(CLI_TIMEOUT) == ExitCode.OK, listener.stderr.read()  # type: ignore[union-attr]
+        reader.join(CLI_TIMEOUT)
+        assert received == [expected]
+    finally:
+        if listener.poll() is None:
+            listener.kill()
+            listener.wait()
+
+
 def test_page_sends_4000_files_with_rtcxfer2(peers: PeerFactory, tmp_path: Path) -> None:
     """A list too long for one rtcxfer/1 hello (here over 262,144 bytes) goes in batches."""
     inbox = tmp_path / "inbox"

@@ -21,12 +21,15 @@ import "./codeui.js";
 import { FileSender, PeerDeclined, invisibleCharacter, unsafeNameReason } from "./transfer.js";
 import { chooseReceiver } from "./receive2.js";
 import { FileSender2, needsBatches, sendText } from "./send2.js";
+import { MAX_TEXT_BYTES } from "./machines2.js";
 import { BlobOutput, ZipSink, registerDownloadWorker, startStreamedDownload } from "./download.js";
 import { DirectorySink } from "./savefolder.js";
 
 const NAME_STORAGE_KEY = "rtcxfer.name";
 const MAX_NAME_LENGTH = 64;
 const CERTIFICATE_WAIT_MS = 10000;
+// A typed text longer than a text may be (MAX_TEXT_BYTES) is sent as a stream of this name.
+const LONG_TEXT_NAME = "text.txt";
 
 const byId = (id) => document.getElementById(id);
 
@@ -510,9 +513,29 @@ async function sendTypedText() {
     const channel = await session.channel;
     ui.sendProgress.hidden = false;
     ui.sendCode.textContent = session.verificationCode();
-    setStatus(`connected to ${peer}: waiting for ${peer} to accept the text`);
-    await sendText(channel, peer, text);
-    setStatus(`sent the text to ${peer}`, "ok");
+    const bytes = new TextEncoder().encode(text);
+    if (bytes.length <= MAX_TEXT_BYTES) {
+      setStatus(`connected to ${peer}: waiting for ${peer} to accept the text`);
+      await sendText(channel, peer, text);
+      setStatus(`sent the text to ${peer}`, "ok");
+    } else {
+      // Too long to be shown: it goes as a stream (docs/protocol.md, "Streams") and
+      // lands as a file, or on the standard output of `rtcxfer listen --once --stdout`.
+      setStatus(`connected to ${peer}: waiting for ${peer} to accept the text as the `
+        + `file ${LONG_TEXT_NAME} (${formatBytes(bytes.length)}, too long to be shown)`);
+      let startedAt = performance.now();
+      const sender = new FileSender2(channel, peer,
+        [{ stream: new Blob([bytes]).stream(), name: LONG_TEXT_NAME }], {
+          onAccepted: () => {
+            startedAt = performance.now();
+          },
+          onProgress: ({ totalSent }) => {
+            ui.sendRate.textContent = formatRate(totalSent, startedAt);
+          },
+        });
+      await sender.run();
+      setStatus(`sent the text to ${peer} as ${LONG_TEXT_NAME}: verified`, "ok");
+    }
     ui.textInput.value = "";
   } catch (error) {
     setStatus(describeFailure(error, session), error instanceof PeerDeclined ? "warn" : "error");

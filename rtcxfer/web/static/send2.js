@@ -97,7 +97,9 @@ const HIGH_WATER_BYTES = 4 * 1024 * 1024;
 const LOW_WATER_BYTES = 1024 * 1024;
 const READ_BLOCK_BYTES = 1024 * 1024;
 
-function wireEntry({ file, name }) {
+function wireEntry({ file, stream, name }) {
+  // A stream (docs/protocol.md, "Streams"): its size and sha256 go in its eof.
+  if (stream !== undefined) return { name, size: null, mtime: null, text: false };
   const entry = { name, size: file.size, mtime: null, text: false };
   if (typeof file.lastModified === "number") entry.mtime = file.lastModified / 1000;
   return entry;
@@ -125,7 +127,7 @@ export class FileSender2 {
     this.files = files;
     this.onProgress = onProgress;
     this.onAccepted = onAccepted;
-    this.total = files.reduce((sum, entry) => sum + entry.file.size, 0);
+    this.total = files.reduce((sum, entry) => sum + (entry.file ? entry.file.size : 0), 0);
     this.totalSent = 0;
     this.machine = new SenderMachine2(files.length, this.total);
     this.listed = 0;
@@ -235,7 +237,11 @@ export class FileSender2 {
     try {
       while (this.queue.length && !this.finished) {
         const { index, offset } = this.queue.shift();
-        const { file } = this.files[index];
+        const { file, stream } = this.files[index];
+        if (stream !== undefined) {
+          await this.sendStream(index, stream);
+          continue;
+        }
         const hasher = new Sha256();
         let position = 0;
         this.totalSent += offset;
@@ -264,6 +270,34 @@ export class FileSender2 {
     } finally {
       this.streaming = false;
     }
+  }
+
+  /** A stream entry: its bytes as they come, then its size and sha256 in its eof. */
+  async sendStream(index, stream) {
+    const reader = stream.getReader();
+    const hasher = new Sha256();
+    let size = 0;
+    try {
+      while (!this.finished) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        const block = value instanceof Uint8Array ? value : new Uint8Array(value);
+        hasher.update(block);
+        for (let cursor = 0; cursor < block.length; cursor += FRAME_BYTES) {
+          await this.waitForRoom();
+          const piece = block.subarray(cursor, Math.min(cursor + FRAME_BYTES, block.length));
+          this.send(piece);
+          this.totalSent += piece.length;
+        }
+        size += block.length;
+        this.onProgress({ index, sent: size, size: null, totalSent: this.totalSent,
+                          total: this.total });
+      }
+    } finally {
+      if (this.finished) reader.cancel().catch(() => {});
+      reader.releaseLock();
+    }
+    if (!this.finished) this.execute(this.machine.fileSent(index, hasher.hexDigest(), size));
   }
 
   waitForRoom() {
