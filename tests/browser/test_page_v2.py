@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -67,6 +68,10 @@ def test_cli_sends_a_folder_of_1000_files_to_the_page(peers: PeerFactory,
         assert sorted(archive.namelist()) == sorted(made)
         for name, data in made.items():
             assert archive.read(name) == data
+        # Each entry carries its file's modification time (local DOS time, 2 s steps).
+        stamp = time.localtime(int((tree / "album0" / "img0.jpg").stat().st_mtime))
+        assert archive.getinfo("photos/album0/img0.jpg").date_time == (
+            *stamp[:5], stamp.tm_sec - stamp.tm_sec % 2)
 
 
 def test_cli_sends_a_stream_to_the_page(peers: PeerFactory, tmp_path: Path) -> None:

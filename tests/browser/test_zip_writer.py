@@ -11,6 +11,7 @@ import hashlib
 import json
 import shutil
 import subprocess
+import time
 import zipfile
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import pytest
 
 STATIC = Path(__file__).resolve().parents[2] / "rtcxfer" / "web" / "static"
 
-# Writes the zip described by argv[3] (JSON: [[name, size-or-null, seed, length], ...] or
+# Writes the zip described by argv[3] (JSON: [[name, size-or-null, seed, length, mtime?], ...] or
 # {"empty": N}) to argv[2]; entry bytes are a deterministic function of (seed, i).
 SCRIPT = """
 import { openSync, writeSync, closeSync } from "node:fs";
@@ -34,8 +35,8 @@ if (spec.empty !== undefined) {
     zip.endEntry();
   }
 } else {
-  for (const [name, size, seed, length] of spec) {
-    zip.startEntry(name, size);
+  for (const [name, size, seed, length, mtime] of spec) {
+    zip.startEntry(name, size, mtime ?? null);
     const data = bytesOf(seed, length);
     // In uneven pieces, as frames arrive.
     const step = 1000 + seed;
@@ -128,6 +129,20 @@ def test_entries_bytes_crc_and_a_stream_of_unknown_size(tmp_path: Path) -> None:
         assert raw[at:at + 4] == b"PK\x03\x04"
         assert raw[at + 18:at + 26] == b"\xff" * 8
         assert archive.getinfo("photos/empty").header_offset > 0
+
+
+def test_entries_keep_their_modification_times(tmp_path: Path) -> None:
+    # The time the sender announced (seconds since the epoch), in the zip's local DOS
+    # date and time (2-second steps); an entry without one gets the writer's time.
+    mtime = 1_700_000_001.75
+    spec = [["a/dated.txt", 3, 1, 3, mtime], ["a/undated.txt", 3, 2, 3]]
+    target = run_writer(tmp_path, spec)
+    expected = time.localtime(int(mtime))
+    with zipfile.ZipFile(target) as archive:
+        dated = archive.getinfo("a/dated.txt").date_time
+        assert dated == (*expected[:5], expected.tm_sec - expected.tm_sec % 2)
+        undated = archive.getinfo("a/undated.txt").date_time
+        assert abs(time.mktime((*undated, 0, 0, -1)) - time.time()) < 600
 
 
 @pytest.mark.slow

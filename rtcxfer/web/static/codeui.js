@@ -59,15 +59,15 @@ function addFile(file) {
 
 /** Several files reach the person as one download, a zip with their paths (as the
  * logged-in part of the page does); a single file keeps its own link. */
-async function offerDownloads(files, items, code) {
+async function offerDownloads(files, items, code, entries) {
   if (files.length === 1) {
     const [{ name, blob }] = files;
     items[0].append(downloadLink(blob, name.split("/").pop(), "Download"));
     return;
   }
   const sink = new ZipSink(new BlobOutput());
-  for (const { name, size, blob } of files) {
-    sink.open(name, size);
+  for (const { index, name, size, blob } of files) {
+    sink.open(name, size, entries[index]?.mtime ?? null);
     sink.write(new Uint8Array(await blob.arrayBuffer()));
     await sink.close();
   }
@@ -97,7 +97,7 @@ async function receive(event) {
         items.push(addFile(file));
       },
     });
-    await offerDownloads(arrived, items, ui.input.value.trim());
+    await offerDownloads(arrived, items, ui.input.value.trim(), files);
     setStatus(`received ${files.length} file(s): every file verified`, "ok");
   } catch (error) {
     setStatus(error.message, "error");

@@ -262,8 +262,8 @@ export class ZipSink {
     this.zip = new ZipWriter((bytes) => this.output.write(bytes));
   }
 
-  open(name, size) {
-    this.zip.startEntry(name, size);
+  open(name, size, mtime = null) {
+    this.zip.startEntry(name, size, mtime);
   }
 
   write(bytes) {

@@ -55,8 +55,8 @@ export function chooseReceiver(channel, peer, callbacks) {
 }
 
 /** Copies one verified file (a Blob) into a folder sink. */
-async function feedBlob(sink, { name, size, blob }) {
-  sink.open(name, size);
+async function feedBlob(sink, { name, size, blob, mtime = null }) {
+  sink.open(name, size, mtime);
   const reader = blob.stream().getReader();
   for (;;) {
     const { done, value } = await reader.read();
@@ -88,6 +88,7 @@ class FolderReceiverV1 extends FileReceiver {
 
   async decideFolder(hello) {
     const offer = { ...hello, count: hello.files.length, kind: "files" };
+    this.mtimes = hello.files.map((entry) => entry.mtime ?? null);
     const decision = await this.callbacks.decide(offer);
     if (decision === true && offer.count > 1) {
       this.sink = await this.callbacks.openFolder(offer, this);
@@ -101,7 +102,8 @@ class FolderReceiverV1 extends FileReceiver {
       return;
     }
     this.feeding = this.feeding
-      .then(() => (this.failure === null ? feedBlob(this.sink, file) : null))
+      .then(() => (this.failure === null
+        ? feedBlob(this.sink, { ...file, mtime: this.mtimes?.[file.index] ?? null }) : null))
       .catch((error) => {
         this.failure ??= error;
       });
@@ -286,7 +288,9 @@ export class FileReceiver2 {
           this.current = { index: action.index, name: action.entry.name, hasher: new Sha256(),
                            frames: [], framesBytes: 0, blobs: [], received: 0,
                            inSink: this.sink !== null };
-          if (this.sink !== null) this.sink.open(action.entry.name, action.entry.size);
+          if (this.sink !== null) {
+            this.sink.open(action.entry.name, action.entry.size, action.entry.mtime ?? null);
+          }
           break;
         case "DiscardFile":
           if (this.current !== null && this.current.index === action.index) {

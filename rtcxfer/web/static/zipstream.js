@@ -45,7 +45,7 @@ function setU64(view, at, value) {
 }
 
 /**
- * Writes a zip through ``emit(Uint8Array)``: startEntry(name, size), write(bytes)...,
+ * Writes a zip through ``emit(Uint8Array)``: startEntry(name, size, mtime), write(bytes)...,
  * endEntry(), then finish() after the last entry. ``size`` is the announced size
  * (null when unknown): an entry that may reach 4 GiB gets a ZIP64 local header, so
  * its descriptor carries 8-byte sizes. Per entry, only its central directory
@@ -72,8 +72,12 @@ export class ZipWriter {
     this.emit(bytes);
   }
 
-  startEntry(name, size = null) {
+  /** ``mtime``: the file's modification time (seconds since the epoch, as on the wire)
+   * or null for the writer's own time. */
+  startEntry(name, size = null, mtime = null) {
     if (this.entry !== null) throw new Error("the previous zip entry is not ended");
+    const stamp = typeof mtime === "number" && Number.isFinite(mtime)
+      ? dosDateTime(new Date(mtime * 1000)) : this.stamp;
     const encoded = utf8.encode(name);
     if (encoded.length > MAX16) throw new Error("a zip entry name has at most 65,535 bytes");
     const zip64 = size === null || size >= MAX32;
@@ -84,8 +88,8 @@ export class ZipWriter {
     view.setUint16(4, zip64 ? VERSION_ZIP64 : VERSION_PLAIN, true);
     view.setUint16(6, FLAGS, true);
     view.setUint16(8, 0, true); // stored
-    view.setUint16(10, this.stamp.time, true);
-    view.setUint16(12, this.stamp.date, true);
+    view.setUint16(10, stamp.time, true);
+    view.setUint16(12, stamp.date, true);
     // CRC-32 and sizes are zero here (bit 3); with ZIP64 the sizes say "see the extra".
     view.setUint32(18, zip64 ? MAX32 : 0, true);
     view.setUint32(22, zip64 ? MAX32 : 0, true);
@@ -97,7 +101,7 @@ export class ZipWriter {
       view.setUint16(at, 0x0001, true);
       view.setUint16(at + 2, 16, true); // original and compressed size, both 0 for now
     }
-    this.entry = { encoded, zip64, start: this.offset, crc: 0, size: 0 };
+    this.entry = { encoded, zip64, stamp, start: this.offset, crc: 0, size: 0 };
     this.out(header);
   }
 
@@ -129,7 +133,7 @@ export class ZipWriter {
     this.count += 1;
   }
 
-  centralRecord({ encoded, zip64, start, crc, size }) {
+  centralRecord({ encoded, zip64, stamp, start, crc, size }) {
     // The sizes go to the ZIP64 extra when the local header had one (or they need it);
     // the offset when it passes 4 GiB. Only the fields set to 0xffffffff are in the extra.
     const bigSizes = zip64 || size >= MAX32;
@@ -142,8 +146,8 @@ export class ZipWriter {
     view.setUint16(6, extra ? VERSION_ZIP64 : VERSION_PLAIN, true);
     view.setUint16(8, FLAGS, true);
     view.setUint16(10, 0, true);
-    view.setUint16(12, this.stamp.time, true);
-    view.setUint16(14, this.stamp.date, true);
+    view.setUint16(12, stamp.time, true);
+    view.setUint16(14, stamp.date, true);
     view.setUint32(16, crc, true);
     view.setUint32(20, bigSizes ? MAX32 : size, true);
     view.setUint32(24, bigSizes ? MAX32 : size, true);
