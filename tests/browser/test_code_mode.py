@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,6 +73,8 @@ def test_a_folder_by_code_reaches_the_page_as_one_zip(peers: PeerFactory,
     for name, data in made.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(data)
+    dated = 981_173_106.0  # 2001-02-03: the zip must carry it, not the time it was built
+    os.utime(tmp_path / "album/sub/b.txt", (dated, dated))
     sender = CliProcess(["send", "--server", peers.server.ws_url, "--json", "--code",
                          str(tmp_path / "album")])
     cli_processes.append(sender)
@@ -92,6 +95,9 @@ def test_a_folder_by_code_reaches_the_page_as_one_zip(peers: PeerFactory,
     with zipfile.ZipFile(saved) as archive:
         assert archive.testzip() is None
         assert {info.filename: archive.read(info) for info in archive.infolist()} == made
+        stamp = time.localtime(int(dated))
+        assert archive.getinfo("album/sub/b.txt").date_time == (
+            *stamp[:5], stamp.tm_sec - stamp.tm_sec % 2)
 
 
 def test_cli_receive_code_from_the_page(peers: PeerFactory, cli_processes: list[CliProcess],

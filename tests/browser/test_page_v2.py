@@ -39,6 +39,8 @@ def test_cli_sends_a_folder_of_1000_files_to_the_page(peers: PeerFactory,
         data = os.urandom(number % 3000)
         path.write_bytes(data)
         made[f"photos/album{number % 9}/img{number}.jpg"] = data
+    dated = 981_173_106.0  # 2001-02-03: the zip must carry it, not the time of Accept
+    os.utime(tree / "album0" / "img0.jpg", (dated, dated))
     sender = CliProcess(["send", "--server", peers.server.ws_url, "--name", "cli", "--json",
                          "web", str(tree)])
     try:
@@ -69,7 +71,7 @@ def test_cli_sends_a_folder_of_1000_files_to_the_page(peers: PeerFactory,
         for name, data in made.items():
             assert archive.read(name) == data
         # Each entry carries its file's modification time (local DOS time, 2 s steps).
-        stamp = time.localtime(int((tree / "album0" / "img0.jpg").stat().st_mtime))
+        stamp = time.localtime(int(dated))
         assert archive.getinfo("photos/album0/img0.jpg").date_time == (
             *stamp[:5], stamp.tm_sec - stamp.tm_sec % 2)
 

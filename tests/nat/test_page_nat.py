@@ -20,6 +20,7 @@ from browser.pages import CHROMIUM, CHROMIUM_ARGS, BrowserPeer
 from nat.netns import Home
 from nat.scenario import SERVER_HTTP, STUN_URL, Scenario, events
 from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -46,8 +47,18 @@ def page_in_a1(scenario: Scenario, tmp_path: Path) -> Iterator[Any]:
                 page.set_default_timeout(UI_TIMEOUT_MS)
                 peer = BrowserPeer(page=page, name="alice")
                 page.on("pageerror", lambda error: peer.problems.append(str(error)))
+                console: list[str] = []
+                page.on("console", lambda message: console.append(
+                    f"{message.type}: {message.text}"))
+                page.on("requestfailed", lambda request: console.append(
+                    f"request failed: {request.url} {request.failure}"))
                 page.goto(SERVER_HTTP)
-                page.wait_for_selector("body[data-ready]")
+                try:
+                    page.wait_for_selector("body[data-ready]")
+                except PlaywrightTimeout:
+                    body = page.evaluate("() => JSON.stringify(document.body.dataset)")
+                    raise AssertionError(f"the page never became ready: body {body}, "
+                                         f"errors {peer.problems}, console {console}") from None
                 page.fill("#login-name", "alice")
                 page.click("#login-button")
                 page.wait_for_selector("body[data-logged-in]")

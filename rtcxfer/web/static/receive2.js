@@ -160,6 +160,7 @@ export class FileReceiver2 {
     this.sink = null;
     this.folderResult = null;
     this.machine = new ReceiverMachine2();
+    this.mtimes = new Map();
     this.current = null;
     this.pendingPack = null;
     this.settledQueue = [];
@@ -210,8 +211,19 @@ export class FileReceiver2 {
       if (length) this.pendingPack = message;
       else this.unpack(message, new Uint8Array(0));
     } else {
+      if (message.type === "hello" || message.type === "list") this.noteTimes(message);
       this.execute(this.machine.receiveMessage(message));
     }
+  }
+
+  /** The modification times of listed entries, kept until each file opens (for the
+   * zip; the machine's actions carry names and sizes only). */
+  noteTimes(message) {
+    const first = message.type === "list" ? message.first : 0;
+    if (!Array.isArray(message.files) || !Number.isInteger(first)) return;
+    message.files.forEach((entry, position) => {
+      if (typeof entry.mtime === "number") this.mtimes.set(first + position, entry.mtime);
+    });
   }
 
   chunk(bytes) {
@@ -289,7 +301,14 @@ export class FileReceiver2 {
                            frames: [], framesBytes: 0, blobs: [], received: 0,
                            inSink: this.sink !== null };
           if (this.sink !== null) {
-            this.sink.open(action.entry.name, action.entry.size, action.entry.mtime ?? null);
+            this.sink.open(action.entry.name, action.entry.size,
+              this.mtimes.get(action.index) ?? null);
+          }
+          // Files open in index order: the times up to this one are no longer needed
+          // (entries held complete never open).
+          for (const key of this.mtimes.keys()) {
+            if (key > action.index) break;
+            this.mtimes.delete(key);
           }
           break;
         case "DiscardFile":

@@ -463,7 +463,10 @@ export class FileReceiver {
         throw new ProtocolViolation(`hello.files[${index}].size is not a byte count`);
       }
       sum += entry.size;
-      return { name: entry.name, size: entry.size };
+      // The mtime only dates the file in a zip: a malformed one is ignored, not refused.
+      const mtime = typeof entry.mtime === "number" && Number.isFinite(entry.mtime)
+        ? entry.mtime : null;
+      return { name: entry.name, size: entry.size, mtime };
     });
     if (hello.total !== sum) {
       throw new ProtocolViolation("hello.total is not the sum of the file sizes");
