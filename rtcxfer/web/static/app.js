@@ -22,7 +22,9 @@ import { FileSender, PeerDeclined, invisibleCharacter, unsafeNameReason } from "
 import { chooseReceiver } from "./receive2.js";
 import { FileSender2, needsBatches, sendText } from "./send2.js";
 import { MAX_TEXT_BYTES } from "./machines2.js";
-import { BlobOutput, ZipSink, registerDownloadWorker, startStreamedDownload } from "./download.js";
+import {
+  BlobOutput, ZipSink, downloadLink, registerDownloadWorker, startStreamedDownload,
+} from "./download.js";
 import { DirectorySink } from "./savefolder.js";
 
 const NAME_STORAGE_KEY = "rtcxfer.name";
@@ -820,11 +822,8 @@ function addReceivedFile(peer, { name, size, sha256, blob }) {
   verified.className = "verified";
   verified.textContent = "✓ verified";
   verified.title = `sha256 ${sha256}`;
-  const link = document.createElement("a");
-  link.href = URL.createObjectURL(blob);
   // A download name cannot hold folders: keep the last component.
-  link.download = name.split("/").pop();
-  link.textContent = "Download";
+  const link = downloadLink(blob, name.split("/").pop(), "Download");
   link.dataset.testid = "download";
   item.append(label, details, verified, link);
   ui.receivedList.append(item);
@@ -906,10 +905,7 @@ class ReceivedFolder {
     if (result instanceof Blob) {
       this.item.dataset.route = "zip";
       this.say(`${this.count} files from ${this.peer}, all verified: `);
-      const link = document.createElement("a");
-      link.href = URL.createObjectURL(result);
-      link.download = this.filename;
-      link.textContent = `Download all ${this.count} files (zip)`;
+      const link = downloadLink(result, this.filename, `Download all ${this.count} files (zip)`);
       link.dataset.testid = "download-folder";
       this.item.append(link);
     } else if (this.route === "directory") {

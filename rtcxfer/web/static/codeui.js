@@ -3,7 +3,8 @@
 
 import { defaultSignalingUrl } from "./signaling.js";
 import { receiveWithCode, sendWithCode } from "./codemode.js";
-import { BlobOutput, ZipSink } from "./download.js";
+import { BlobOutput, ZipSink, downloadLink } from "./download.js";
+import { feedBlob } from "./receive2.js";
 
 const ui = {
   form: document.getElementById("code-receive-form"),
@@ -27,14 +28,6 @@ function setBusy(value) {
   busy = value;
   ui.receiveButton.disabled = value;
   ui.fileInput.disabled = value;
-}
-
-function downloadLink(blob, filename, text) {
-  const link = document.createElement("a");
-  link.href = URL.createObjectURL(blob);
-  link.download = filename;
-  link.textContent = text;
-  return link;
 }
 
 /** A verified file in the card's list; its link comes once the transfer is complete. */
@@ -66,10 +59,8 @@ async function offerDownloads(files, items, code, entries) {
     return;
   }
   const sink = new ZipSink(new BlobOutput());
-  for (const { index, name, size, blob } of files) {
-    sink.open(name, size, entries[index]?.mtime ?? null);
-    sink.write(new Uint8Array(await blob.arrayBuffer()));
-    await sink.close();
+  for (const file of files) {
+    await feedBlob(sink, { ...file, mtime: entries[file.index]?.mtime ?? null });
   }
   const zip = await sink.finish();
   const item = document.createElement("li");

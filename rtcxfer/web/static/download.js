@@ -39,6 +39,15 @@ export async function registerDownloadWorker() {
   }
 }
 
+/** A link that saves ``blob`` as ``filename`` (a name without folders). */
+export function downloadLink(blob, filename, text) {
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = filename;
+  link.textContent = text;
+  return link;
+}
+
 /** Collects the zip as Blob parts; blob() once complete. */
 export class BlobOutput {
   constructor(parts = []) {

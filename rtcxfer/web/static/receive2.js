@@ -55,7 +55,7 @@ export function chooseReceiver(channel, peer, callbacks) {
 }
 
 /** Copies one verified file (a Blob) into a folder sink. */
-async function feedBlob(sink, { name, size, blob, mtime = null }) {
+export async function feedBlob(sink, { name, size, blob, mtime = null }) {
   sink.open(name, size, mtime);
   const reader = blob.stream().getReader();
   for (;;) {
