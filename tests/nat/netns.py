@@ -105,7 +105,12 @@ class World:
         name = self.ns(short)
         run("ip", "netns", "add", name)
         self.namespaces.append(name)
-        self.sh(short, "ip link set lo up")
+        # IPv4 only: without this every new interface gets an IPv6 link-local address
+        # that turns from tentative to valid a second later (duplicate address
+        # detection), and Chromium, started meanwhile in the namespace, aborts the
+        # page's module loads with net::ERR_NETWORK_CHANGED.
+        self.sh(short, "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 "
+                       "net.ipv6.conf.default.disable_ipv6=1 && ip link set lo up")
         return name
 
     def sh(self, short: str, command: str) -> None:
