@@ -9,6 +9,9 @@ up to 20 deep, then moves it on loopback:
   loopback ports (``twist wormhole-mailbox`` / ``twist transitrelay``), ``wormhole send
   DIR`` and ``wormhole receive --accept-file`` (install with ``pip install .[bench]``).
 
+- ``cp -r``: the floor, a plain copy of the tree on the same filesystem (no network, no
+  hashing, nothing flushed): what creating these files costs this machine.
+
 For each: wall time from starting the sender to both ends exiting, files/s, MB/s and the
 peak RSS of the sending and the receiving process (``wait4`` rusage). ``--memory-only``
 runs rtcxfer alone (e.g. for 1,000,000 files, where the aim is the RSS).
@@ -39,6 +42,9 @@ FILE_BYTES = 1024
 MAX_DEPTH = 20
 FILES_PER_FOLDER = 40
 RUN_TIMEOUT = 3600.0
+# ext4 passes over inodes freed less than dirty_expire_centisecs (30 s) ago when it
+# allocates new ones; after deleting a tree the bench waits this long before the next.
+FORGET_DELETED_SECONDS = 35.0
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,10 @@ class Result:
     ok: bool
     sender_cpu: float = 0.0  # seconds of CPU (user + system) of the process
     receiver_cpu: float = 0.0
+
+    @property
+    def cpu_per_file_us(self) -> float:
+        return (self.sender_cpu + self.receiver_cpu) / self.files * 1e6 if self.files else 0.0
 
     def row(self) -> str:
         rate = self.files / self.seconds if self.seconds else 0.0
@@ -159,6 +169,19 @@ def run_rtcxfer(tree: Path, work: Path, files: int, total: int) -> Result:
                       send_cpu, listen_cpu)
     finally:
         stop(background)
+
+
+def run_copy(tree: Path, work: Path, files: int, total: int) -> Result:
+    """The floor: ``cp -r`` of the tree on the same filesystem (C, one process, no
+    network, no hashing, nothing flushed). Whatever receives these files must create
+    them, and on a virtual disk that alone can take most of a run."""
+    target = work / "copy"
+    started = time.monotonic()
+    process = subprocess.Popen(["cp", "-r", "--preserve=timestamps", str(tree), str(target)])
+    code, rss, cpu = wait_rss(process, started + RUN_TIMEOUT)
+    seconds = time.monotonic() - started
+    ok = code == 0 and count_files(target) == files
+    return Result("cp -r", files, seconds, total, rss, rss, ok, cpu, 0.0)
 
 
 def run_wormhole(tree: Path, work: Path, files: int, total: int) -> Result:
@@ -358,7 +381,7 @@ def main() -> None:
     if args.large:
         large_file(args.large, args.runs or 3)
         return
-    tools = [run_rtcxfer] if args.memory_only else [run_wormhole, run_rtcxfer]
+    tools = [run_rtcxfer] if args.memory_only else [run_copy, run_wormhole, run_rtcxfer]
     header = (f"{'tool':9} {'files':>9} {'seconds':>9} {'files/s':>10} {'MB/s':>7} "
               f"{'tx RSS MB':>9} {'rx RSS MB':>9} {'tx CPU s':>9} {'rx CPU s':>9}")
     print(header)
@@ -376,24 +399,31 @@ def main() -> None:
                     result = tool(tree, run_dir, files, total)
                     results.setdefault(result.tool, []).append(result)
                     print(result.row(), flush=True)
-                    shutil.rmtree(run_dir, ignore_errors=True)
+                    # Received trees stay until this size is done: ext4 skips inodes
+                    # freed in the last ~30 s when it allocates (recently_deleted()), so
+                    # a deletion here would slow whichever tool runs next.
             medians = {tool: _median(rows) for tool, rows in results.items()}
             if runs > 1:
                 print(f"medians of {runs} runs:\n{header}")
                 for row in medians.values():
                     print(row.row(), flush=True)
-            if len(medians) == 2 and all(r.ok for rows in results.values() for r in rows):
-                rtc, worm = medians["rtcxfer"], medians["wormhole"]
+            if len(medians) == 3 and all(r.ok for rows in results.values() for r in rows):
+                rtc, worm, copy = medians["rtcxfer"], medians["wormhole"], medians["cp -r"]
                 print(f"rtcxfer/wormhole files/s: {worm.seconds / rtc.seconds:.2f}x; "
                       f"CPU per file, both ends: rtcxfer "
                       f"{(rtc.sender_cpu + rtc.receiver_cpu) / files * 1e6:.0f} us, wormhole "
-                      f"{(worm.sender_cpu + worm.receiver_cpu) / files * 1e6:.0f} us",
+                      f"{(worm.sender_cpu + worm.receiver_cpu) / files * 1e6:.0f} us; "
+                      f"floor (cp -r): {copy.seconds:.1f} s, {copy.cpu_per_file_us:.0f} us "
+                      f"CPU per file (2x wormhole would need {worm.seconds / 2:.1f} s)",
                       flush=True)
         finally:
             if args.keep:
                 print(f"kept {work}")
             else:
                 shutil.rmtree(work, ignore_errors=True)
+                if files != args.files[-1]:
+                    os.sync()
+                    time.sleep(FORGET_DELETED_SECONDS)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,14 @@ from pathlib import Path
 from rtcxfer.transfer.storage import MAX_PART_KEYS, PartFile, StorageError, part_names
 
 MAX_OPEN_FOLDERS = 64
+# lookup() keeps the names of this many folders, each if it holds at most so many.
+MAX_LISTINGS = 16
+MAX_LISTED_NAMES = 4096
+# Sentinels, told apart by identity (no file name holds a NUL).
+_MISSING: frozenset[str] = frozenset({"\0missing"})
+_LARGE: frozenset[str] = frozenset({"\0large"})
 _FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_NEW_PART_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class FolderCache:
@@ -31,6 +38,7 @@ class FolderCache:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.open: OrderedDict[tuple[str, ...], int] = OrderedDict()
+        self.listings: OrderedDict[tuple[str, ...], frozenset[str]] = OrderedDict()
 
     def get(self, components: tuple[str, ...], *, create: bool) -> int | None:
         """A descriptor of the folder (owned by the cache), or None if it does not exist
@@ -79,13 +87,15 @@ class FolderCache:
                ) -> tuple[str, int]:
         """What is held of a file: ("part", bytes) with a resume sidecar, ("complete",
         size) when the file itself is in place with this size and mtime, else ("", 0)."""
-        try:
-            folder = self.get(components[:-1], create=False)
-        except StorageError:
-            return "", 0
-        if folder is None:
+        listing = self._listing(components[:-1])
+        if listing is _MISSING:
             return "", 0
         part, meta = part_names(components[-1])
+        if listing is not _LARGE and meta not in listing and components[-1] not in listing:
+            return "", 0  # the usual case of a new file: no system call
+        folder = self.get(components[:-1], create=False)
+        if folder is None:
+            return "", 0
         try:
             with open(meta, "rb", opener=lambda name, flags: os.open(
                     name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)) as sidecar:
@@ -108,10 +118,60 @@ class FolderCache:
             return "complete", size
         return "", 0
 
+    def _listing(self, folder: tuple[str, ...]) -> frozenset[str]:
+        """The names in ``folder`` when first looked at (``_MISSING`` if it was not
+        there or unusable, ``_LARGE`` if it held too many to keep): one ``getdents``
+        per folder instead of two failing lookups per new file. A name that appears
+        later can only come from this transfer (whose names never clash) or from
+        someone else at the same time; either way the file is simply sent whole."""
+        listing = self.listings.get(folder)
+        if listing is not None:
+            self.listings.move_to_end(folder)
+            return listing
+        try:
+            fd = self.get(folder, create=False)
+            names = os.listdir(fd) if fd is not None else None
+        except (StorageError, OSError):
+            names = None
+        if names is None:
+            listing = _MISSING
+        elif len(names) > MAX_LISTED_NAMES:
+            listing = _LARGE
+        else:
+            listing = frozenset(names)
+        self.listings[folder] = listing
+        while len(self.listings) > MAX_LISTINGS:
+            self.listings.popitem(last=False)
+        return listing
+
     def new_small_part(self, components: tuple[str, ...]) -> PartFile:
         """An empty part file for a file that will arrive whole (no resume sidecar)."""
         folder = self.get(components[:-1], create=True)
         assert folder is not None
+        # The usual case: no part file of this name yet. O_EXCL makes a new regular file
+        # (so no fstat, no truncate), and no sidecar sits beside it to clean up later.
+        part, _ = part_names(components[-1])
+        try:
+            fd = os.open(part, _NEW_PART_FLAGS, 0o666, dir_fd=folder)
+        except FileExistsError:
+            pass
+        except OSError as error:
+            raise StorageError(f"cannot create the file: {error.strerror}",
+                               keep_part=False) from None
+        else:
+            try:
+                # Held until the file is placed: a concurrent transfer of this name
+                # skips a locked part file (below) instead of truncating it.
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                own_folder = os.dup(folder)
+            except BlockingIOError:  # that transfer opened it first: take another key
+                os.close(fd)
+            except BaseException:
+                os.close(fd)
+                raise
+            else:
+                return PartFile(self.root, components, own_folder, fd, hashlib.sha256(),
+                                0, sidecar=False)
         # Another transfer receiving the same name holds its part file locked: take the
         # next key (.name~1.rtcxfer-part, ...), so concurrent copies all land, numbered.
         for key in range(MAX_PART_KEYS):

@@ -268,6 +268,9 @@ class _Receiver2:
         self.batch_index = -1
         # Disk thread only.
         self.existing: set[int] = set()
+        # Disk thread: the components of small listed entries, split once at lookup and
+        # used at open (at most LIST_AHEAD entries are listed and not yet opened).
+        self.components: dict[int, tuple[str, ...]] = {}
         self.folders = FolderCache(download_dir)
         self.part: PartFile | None = None
         self.part_index = -1
@@ -517,7 +520,10 @@ class _Receiver2:
             if entry.size is None or entry.text or self.stdout is not None:
                 offsets.append(0)
                 continue
-            kind, held = self.folders.lookup(split_name(entry.name), entry.size, entry.mtime)
+            components = split_name(entry.name)
+            if entry.size <= SMALL_PART:
+                self.components[first + position] = components  # for _open
+            kind, held = self.folders.lookup(components, entry.size, entry.mtime)
             if kind == "complete":
                 self.existing.add(first + position)
             offsets.append(held)
@@ -528,6 +534,7 @@ class _Receiver2:
         self.part_index = index
         self.digest = None
         self.text_bytes = bytearray()
+        components = self.components.pop(index, None)
         if entry.text:
             self.mode = "text"
             return
@@ -540,7 +547,7 @@ class _Receiver2:
             if offset == entry.size:
                 self.mode = "existing"
                 try:
-                    components = split_name(entry.name)
+                    components = components or split_name(entry.name)
                     self.digest = self.folders.hash_in_place(components)
                     self.existing_path = self.root.joinpath(*components)
                 except (OSError, StorageError) as error:
@@ -555,8 +562,9 @@ class _Receiver2:
                 return
         self.mode = "part"
         try:
+            components = components or split_name(entry.name)
             if offset == 0 and entry.size is not None and entry.size <= SMALL_PART:
-                self.part = self.folders.new_small_part(split_name(entry.name))
+                self.part = self.folders.new_small_part(components)
             else:
                 self.part = self._open_part(entry.as_file_entry(), offset)
         except StorageError as error:
@@ -722,8 +730,7 @@ class _Receiver2:
                 continue
             try:
                 leaf = part._place(overwrite=self.overwrite)
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(part.meta, dir_fd=part.folder)
+                part.remove_sidecar()
                 key = part.components[:-1]
                 if key not in folders:
                     folders[key] = os.dup(part.folder)

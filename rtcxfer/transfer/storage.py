@@ -18,6 +18,7 @@ file is ``flock``-ed while open, so two transfers of one name never share it.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import fcntl
 import hashlib
@@ -39,6 +40,44 @@ MAX_NUMBERED_NAMES = 10_000
 
 _FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _LINK_UNSUPPORTED = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK}
+# renameat2() answers these where the kernel or the filesystem lacks RENAME_NOREPLACE.
+_NOREPLACE_UNSUPPORTED = {errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP}
+_RENAME_NOREPLACE = 1
+_AT_FDCWD = -100
+
+
+def _load_renameat2() -> Callable[[int, bytes, int, bytes, int], int] | None:
+    """Linux renameat2(2) from the C library (glibc 2.28+), or None."""
+    if not hasattr(os, "sched_getaffinity"):  # not Linux
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                         ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return function  # type: ignore[no-any-return]
+
+
+_RENAMEAT2 = _load_renameat2()
+
+
+def rename_noreplace(folder: int, source: str, target: str) -> bool | None:
+    """Rename ``source`` to ``target`` inside ``folder`` unless ``target`` exists, in
+    one system call: True when renamed, False when ``target`` exists, None when this
+    system cannot (no renameat2 or no RENAME_NOREPLACE here). Raises :class:`OSError`."""
+    if _RENAMEAT2 is None:
+        return None
+    if _RENAMEAT2(folder, os.fsencode(source), folder, os.fsencode(target),
+                  _RENAME_NOREPLACE) == 0:
+        return True
+    error = ctypes.get_errno()
+    if error == errno.EEXIST:
+        return False
+    if error in _NOREPLACE_UNSUPPORTED:
+        return None
+    raise OSError(error, os.strerror(error), target)
 
 
 class StorageError(Exception):
@@ -362,10 +401,14 @@ class PartFile:
     """An open part file: append, then verify and place, or discard, or keep for later."""
 
     def __init__(self, root: Path, components: tuple[str, ...], folder: int, fd: int,
-                 digest: hashlib._Hash, held: int, *, key: int = 0) -> None:
+                 digest: hashlib._Hash, held: int, *, key: int = 0,
+                 sidecar: bool = True) -> None:
         self.root = root
         self.components = components
         self.part, self.meta = part_names(components[-1], key)
+        # False for a part file made without a resume sidecar (a small file arriving
+        # whole): nothing to unlink beside it.
+        self.sidecar = sidecar
         self.folder = folder
         self.fd: int | None = fd
         self.digest = digest
@@ -404,8 +447,7 @@ class PartFile:
             # unlinked: a second transfer of this name cannot open it and truncate it
             # in between (it would truncate a verified file).
             leaf = self._place(overwrite=overwrite)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.meta, dir_fd=self.folder)
+            self.remove_sidecar()
             os.fsync(self.folder)
         except OSError as error:
             self.close()
@@ -429,9 +471,18 @@ class PartFile:
         raise StorageError(f"{leaf!r} and {MAX_NUMBERED_NAMES} numbered variants all exist",
                            keep_part=True)
 
+    def remove_sidecar(self) -> None:
+        if self.sidecar:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.meta, dir_fd=self.folder)
+
     def _place_without_clobbering(self, candidate: str) -> bool:
-        # link() fails if the name exists, so no concurrent writer can be overwritten;
-        # filesystems without hard links get an O_EXCL placeholder renamed over instead.
+        # renameat2(RENAME_NOREPLACE), else link() then unlink(): both fail if the name
+        # exists, so no concurrent writer can be overwritten; filesystems without hard
+        # links get an O_EXCL placeholder renamed over instead.
+        renamed = rename_noreplace(self.folder, self.part, candidate)
+        if renamed is not None:
+            return renamed
         try:
             os.link(self.part, candidate, src_dir_fd=self.folder, dst_dir_fd=self.folder,
                     follow_symlinks=False)
@@ -453,7 +504,7 @@ class PartFile:
 
     def discard(self) -> None:
         """Delete the part file and its sidecar: what they hold is worthless."""
-        for name in (self.part, self.meta):
+        for name in (self.part, self.meta) if self.sidecar else (self.part,):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(name, dir_fd=self.folder)
         self.close()

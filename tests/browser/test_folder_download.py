@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from browser.pages import UI_TIMEOUT_MS, BrowserPeer, PeerFactory, Server
 from playwright.sync_api import Browser
-from support import CliProcess, cli_env
+from support import CliProcess, cli_env, wait_for_event
 
 from rtcxfer.errors import ExitCode
 from rtcxfer.transfer.storage import numbered_name
@@ -208,6 +208,36 @@ def test_without_service_workers_the_folder_is_one_zip_link(browser: Browser, se
         pending.value.save_as(target)
         assert problems == []
     finally:
+        context.close()
+    with zipfile.ZipFile(target) as archive:
+        assert archive.testzip() is None
+        assert {name: archive.read(name) for name in archive.namelist()} == made
+
+
+def test_without_service_workers_a_folder_by_code_is_one_zip_link(
+        browser: Browser, server: Server, tmp_path: Path) -> None:
+    made = make_tree(tmp_path / "tree", 12)
+    sender = CliProcess(["send", "--server", server.ws_url, "--json", "--code",
+                         str(tmp_path / "tree")])
+    context = browser.new_context(accept_downloads=True, service_workers="block")
+    try:
+        code = wait_for_event(sender, "code", timeout=CLI_TIMEOUT)["code"]
+        page = context.new_page()
+        page.goto(server.http_url)
+        page.wait_for_selector("body[data-ready]")
+        assert page.get_attribute("body", "data-downloads") == "blob"
+        page.fill("#code-input", code)
+        page.click("#code-receive-button")
+        assert sender.wait(CLI_TIMEOUT) == ExitCode.OK, sender.stderr
+        link = "#code-received li[data-testid='code-received-zip'][data-route=zip] a[download]"
+        page.wait_for_selector(link, timeout=UI_TIMEOUT_MS)
+        assert page.locator("#code-received a[download]").count() == 1
+        with page.expect_download(timeout=UI_TIMEOUT_MS) as pending:
+            page.click(link)
+        target = tmp_path / "code.zip"
+        pending.value.save_as(target)
+    finally:
+        sender.stop()
         context.close()
     with zipfile.ZipFile(target) as archive:
         assert archive.testzip() is None

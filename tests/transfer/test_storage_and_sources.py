@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from rtcxfer.protocol.transfer import FileEntry
-from rtcxfer.transfer import SourceError, collect_sources
+from rtcxfer.transfer import SourceError, collect_sources, storage
+from rtcxfer.transfer.folders2 import FolderCache
 from rtcxfer.transfer.storage import DownloadFolder, StorageError, numbered_name, part_names
 
 ENTRY = FileEntry("sub/file.bin", 1000, 1_700_000_000.25)
@@ -191,3 +192,85 @@ def test_two_transfers_of_one_name_do_not_share_a_part_file(tmp_path: Path) -> N
     second = folder.open_part(ENTRY, 10)
     assert second.held == 10
     second.close()
+
+
+# placing without clobbering: renameat2(RENAME_NOREPLACE), else link + unlink -------
+
+
+@pytest.mark.parametrize("renameat2", [True, False], ids=["renameat2", "link-unlink"])
+def test_placing_never_replaces_an_existing_file(tmp_path: Path, renameat2: bool,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    if not renameat2:
+        monkeypatch.setattr(storage, "_RENAMEAT2", None)
+    elif storage._RENAMEAT2 is None:
+        pytest.skip("this system has no renameat2")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "file.bin").write_text("already here")
+    part = DownloadFolder(tmp_path).open_part(FileEntry(ENTRY.name, 3, None), 0)
+    part.write([b"new"])
+    final = part.finish(hashlib.sha256(b"new").hexdigest(), None, overwrite=False)
+    assert final == tmp_path / "sub" / "file (1).bin"
+    assert final.read_bytes() == b"new"
+    assert (tmp_path / "sub" / "file.bin").read_text() == "already here"
+    assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["file (1).bin",
+                                                                    "file.bin"]
+
+
+def test_rename_noreplace_answers_for_each_case(tmp_path: Path) -> None:
+    if storage._RENAMEAT2 is None:
+        pytest.skip("this system has no renameat2")
+    (tmp_path / "a").write_text("a")
+    (tmp_path / "b").write_text("b")
+    folder = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert storage.rename_noreplace(folder, "a", "b") is False
+        assert (tmp_path / "a").read_text() == "a" and (tmp_path / "b").read_text() == "b"
+        assert storage.rename_noreplace(folder, "a", "c") is True
+        assert not (tmp_path / "a").exists() and (tmp_path / "c").read_text() == "a"
+        with pytest.raises(FileNotFoundError):
+            storage.rename_noreplace(folder, "missing", "d")
+    finally:
+        os.close(folder)
+
+
+def test_a_small_part_takes_another_key_while_one_is_locked(tmp_path: Path) -> None:
+    cache = FolderCache(tmp_path)
+    try:
+        first = cache.new_small_part(("sub", "file.bin"))
+        assert not first.sidecar  # made with O_EXCL: nothing beside it to remove later
+        second = cache.new_small_part(("sub", "file.bin"))  # first holds its lock
+        assert second.part != first.part and second.sidecar
+        first.close()
+        second.close()
+        third = cache.new_small_part(("sub", "file.bin"))  # an unlocked leftover: reused
+        assert third.part == first.part and third.sidecar
+        third.write([b"abc"])
+        final = third.finish(hashlib.sha256(b"abc").hexdigest(), None, overwrite=False)
+        assert final.read_bytes() == b"abc"
+    finally:
+        cache.close()
+
+
+@pytest.mark.parametrize("listed_names", [4096, 1], ids=["listed", "folder-too-large"])
+def test_lookup_finds_what_is_held_with_or_without_a_listing(
+        tmp_path: Path, listed_names: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rtcxfer.transfer import folders2
+    monkeypatch.setattr(folders2, "MAX_LISTED_NAMES", listed_names)
+    (tmp_path / "sub").mkdir()
+    done = tmp_path / "sub" / "done.bin"
+    done.write_bytes(b"12345")
+    os.utime(done, (1_000_000_000, 1_000_000_000))
+    folder = DownloadFolder(tmp_path)
+    held = folder.open_part(FileEntry("sub/cut.bin", 10, 1_000_000_000.0), 0)
+    held.write([b"abc"])
+    held.close()
+    cache = FolderCache(tmp_path)
+    try:
+        assert cache.lookup(("sub", "done.bin"), 5, 1_000_000_000.0) == ("complete", 5)
+        assert cache.lookup(("sub", "done.bin"), 5, 1_000_000_001.0) == ("", 0)
+        assert cache.lookup(("sub", "cut.bin"), 10, 1_000_000_000.0) == ("part", 3)
+        assert cache.lookup(("sub", "new.bin"), 10, 1_000_000_000.0) == ("", 0)
+        assert cache.lookup(("gone", "x", "new.bin"), 1, None) == ("", 0)
+        assert len(cache.listings) == 2  # sub and gone/x: each looked at once
+    finally:
+        cache.close()
