@@ -149,7 +149,7 @@ class _Walk:
             except OSError:
                 is_link = False
             try:
-                status = child_path.stat()
+                status = child.stat()  # follows a symlink, as Path.stat does
             except OSError as error:
                 if is_link and error.errno in (errno.ENOENT, errno.ELOOP):
                     reason = ("a symlink that loops" if error.errno == errno.ELOOP
@@ -180,7 +180,9 @@ class _Walk:
                 if _pseudo_file(child_path, status):
                     self._skip(child_path, PSEUDO_FILE)
                     continue
-                yield _source(child_path, child_name, status)
+                # Readable and a name the receiver takes: both checked just above.
+                yield SourceFile(path=child_path, entry=FileEntry(
+                    name=child_name, size=status.st_size, mtime=status.st_mtime))
             else:
                 self._skip(child_path, f"not a regular file ({_kind(status.st_mode)})")
 
