@@ -229,7 +229,7 @@ def test_without_service_workers_a_folder_by_code_is_one_zip_link(
         page.fill("#code-input", code)
         page.click("#code-receive-button")
         assert sender.wait(CLI_TIMEOUT) == ExitCode.OK, sender.stderr
-        link = "#code-received li[data-testid='code-received-zip'][data-route=zip] a[download]"
+        link = "#code-received li[data-testid='code-received-zip'] a[download]"
         page.wait_for_selector(link, timeout=UI_TIMEOUT_MS)
         assert page.locator("#code-received a[download]").count() == 1
         with page.expect_download(timeout=UI_TIMEOUT_MS) as pending:

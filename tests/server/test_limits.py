@@ -169,10 +169,12 @@ async def test_memory_returns_near_baseline_after_a_storm_of_bad_handshakes():
             await partial_handshakes(host, int(port), 1500)
             await asyncio.sleep(2.5)  # the server's housekeeping pass runs every second
             samples.append(rss(process.pid))
-        # Memory after the first round holds what one round needs at its peak;
-        # the following rounds must reuse it instead of piling up garbage
-        # (without cleanup each round of 1,500 adds about 8 MB).
-        growth = samples[-1] - samples[0]
+        # Memory after the first rounds holds what one round needs at its peak
+        # (the allocator's arenas may still grow in the second: one CI run sampled
+        # 37, 47, 42, 44 MiB); the following rounds must reuse it instead of piling
+        # up garbage (without cleanup each round of 1,500 adds about 8 MB, so the
+        # last sample would stand 16 MB above the second).
+        growth = samples[-1] - max(samples[:2])
         assert growth < 6 * 1024 * 1024, [f"{sample / 2**20:.1f} MiB" for sample in samples]
     finally:
         process.terminate()

@@ -8,7 +8,6 @@
 import { SignalingClient, LoginRefused } from "./signaling.js";
 import { CloseReason, newSessionId, PeerSession } from "./session.js";
 import { FileReceiver, FileSender } from "./transfer.js";
-import { FolderReceiverV1 } from "./receive2.js";
 import { Spake2 } from "./spake2.js";
 import { WORDS } from "./codewords.js";
 import { sha256Fingerprint } from "./verify.js";
@@ -218,7 +217,7 @@ function hangUp(signaling, session) {
  * Error whose message is meant for the person.
  */
 export async function receiveWithCode(url, text, { onStatus = () => {}, onFile = () => {},
-  onProgress = () => {}, openFolder = null, onVerified = () => {} } = {}) {
+  onProgress = () => {} } = {}) {
   const code = parseCode(text);
   const signaling = new SignalingClient(url);
   await signaling.login(`${CODE_NAME_PREFIX}r-${toHex(crypto.getRandomValues(new Uint8Array(8)))}`);
@@ -261,19 +260,16 @@ export async function receiveWithCode(url, text, { onStatus = () => {}, onFile =
     const channel = await session.channel;
     await prove(signaling, sender, messages, session, key, "receiver");
     onStatus("the sender knows the code: receiving…");
-    // With openFolder, several files go to the one sink it gives (a zip streamed as
-    // they arrive, receive2.js), each once verified; a single file goes to onFile.
-    const callbacks = { decide: () => Promise.resolve(true), onProgress, onFile };
-    const receiver = openFolder === null
-      ? new FileReceiver(channel, `code ${code.text}`, callbacks)
-      : new FolderReceiverV1(channel, `code ${code.text}`,
-        { ...callbacks, openFolder, onVerified });
+    const receiver = new FileReceiver(channel, `code ${code.text}`, {
+      decide: () => Promise.resolve(true),
+      onProgress,
+      onFile,
+    });
     const outcome = await receiver.run();
     if (outcome !== "accepted") {
       throw new CodeError("the transfer did not complete");
     }
-    return { files: receiver.files, total: receiver.total,
-             folder: receiver.folderResult ?? null };
+    return { files: receiver.files, total: receiver.total };
   } finally {
     hangUp(signaling, session);
   }

@@ -3,7 +3,8 @@
 
 import { defaultSignalingUrl } from "./signaling.js";
 import { receiveWithCode, sendWithCode } from "./codemode.js";
-import { BlobOutput, ZipSink, downloadLink, startStreamedDownload } from "./download.js";
+import { BlobOutput, ZipSink, downloadLink } from "./download.js";
+import { feedBlob } from "./receive2.js";
 
 const ui = {
   form: document.getElementById("code-receive-form"),
@@ -49,50 +50,24 @@ function addFile(file) {
   return item;
 }
 
-/** Several files reach the person as one download: a zip streamed to the browser's
- * downloads as they arrive (the download worker, download.js), or, where the worker
- * is missing, a zip offered here once complete. A single file keeps its own link. */
-function folderDownload(code) {
-  const filename = `code-${code.split("-")[0]}.zip`;
-  const folder = { filename, count: 0, route: "zip" };
-  folder.open = async (offer, receiver) => {
-    folder.count = offer.count;
-    const output = await startStreamedDownload(filename, {
-      onCancel: (reason) => receiver.abort(reason),
-      onFallback: () => {
-        folder.route = "zip";
-        setStatus(`the browser did not start the download: the zip of ${offer.count} files `
-          + "is offered here once complete…");
-      },
-    });
-    folder.route = output === null ? "zip" : "stream";
-    setStatus(output === null
-      ? `receiving ${offer.count} files: the zip is offered here once complete…`
-      : `receiving ${offer.count} files: downloading ${filename} as they arrive…`);
-    return new ZipSink(output ?? new BlobOutput());
-  };
-  return folder;
-}
-
-function offerDownloads(files, items, folder, result) {
-  if (result === null || result === undefined) {
-    if (files.length === 1) {
-      const [{ name, blob }] = files;
-      items[0].append(downloadLink(blob, name.split("/").pop(), "Download"));
-    }
-    if (folder.route !== "stream") return;
+/** Several files reach the person as one download, a zip with their paths (as the
+ * logged-in part of the page does); a single file keeps its own link. */
+async function offerDownloads(files, items, code, entries) {
+  if (files.length === 1) {
+    const [{ name, blob }] = files;
+    items[0].append(downloadLink(blob, name.split("/").pop(), "Download"));
+    return;
   }
+  const sink = new ZipSink(new BlobOutput());
+  for (const file of files) {
+    await feedBlob(sink, { ...file, mtime: entries[file.index]?.mtime ?? null });
+  }
+  const zip = await sink.finish();
   const item = document.createElement("li");
   item.dataset.testid = "code-received-zip";
-  item.dataset.count = String(folder.count);
-  if (result instanceof Blob) {
-    item.dataset.route = "zip";
-    item.append(downloadLink(result, folder.filename,
-      `Download all ${folder.count} files (zip)`));
-  } else {
-    item.dataset.route = "stream";
-    item.textContent = `all ${folder.count} files are in the download ${folder.filename}`;
-  }
+  item.dataset.count = String(files.length);
+  item.append(downloadLink(zip, `code-${code.split("-")[0]}.zip`,
+    `Download all ${files.length} files (zip)`));
   ui.received.append(item);
 }
 
@@ -105,19 +80,15 @@ async function receive(event) {
   ui.shownBlock.hidden = true;
   const arrived = [];
   const items = [];
-  const folder = folderDownload(ui.input.value.trim());
   try {
-    const { files, folder: result } = await receiveWithCode(defaultSignalingUrl(),
-      ui.input.value, {
-        onStatus: (text) => setStatus(text),
-        onFile: (file) => {
-          arrived.push(file);
-          items.push(addFile(file));
-        },
-        onVerified: (file) => addFile(file),  // a folder's file, now in its zip
-        openFolder: folder.open,
-      });
-    offerDownloads(arrived, items, folder, result);
+    const { files } = await receiveWithCode(defaultSignalingUrl(), ui.input.value, {
+      onStatus: (text) => setStatus(text),
+      onFile: (file) => {
+        arrived.push(file);
+        items.push(addFile(file));
+      },
+    });
+    await offerDownloads(arrived, items, ui.input.value.trim(), files);
     setStatus(`received ${files.length} file(s): every file verified`, "ok");
   } catch (error) {
     setStatus(error.message, "error");

@@ -73,7 +73,7 @@ export async function feedBlob(sink, { name, size, blob, mtime = null }) {
  * each once verified, instead of onFile. rtcxfer/1 acks a file before the sink
  * has it; a file the sink cannot keep fails the transfer on this side.
  */
-export class FolderReceiverV1 extends FileReceiver {
+class FolderReceiverV1 extends FileReceiver {
   constructor(channel, peer, callbacks) {
     super(channel, peer, { ...callbacks,
                            decide: (hello) => this.decideFolder(hello),
@@ -101,7 +101,6 @@ export class FolderReceiverV1 extends FileReceiver {
       this.callbacks.onFile?.(file);
       return;
     }
-    this.callbacks.onVerified?.(file);
     this.feeding = this.feeding
       .then(() => (this.failure === null
         ? feedBlob(this.sink, { ...file, mtime: this.mtimes?.[file.index] ?? null }) : null))
