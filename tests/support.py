@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import pty
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 RTCXFER = [sys.executable, "-m", "rtcxfer"]
@@ -29,13 +34,14 @@ def cli_env(**extra: str) -> dict[str, str]:
 
 
 class CliProcess:
-    """A running ``rtcxfer`` subprocess whose stdout/stderr are collected in threads."""
+    """A running ``rtcxfer`` subprocess (or ``command``: another program) whose
+    stdout/stderr are collected line by line in threads."""
 
     def __init__(self, args: Sequence[str], *, env: dict[str, str] | None = None,
-                 cwd: Path | None = None) -> None:
+                 cwd: Path | None = None, command: Sequence[str] = RTCXFER) -> None:
         self.args = list(args)
         self.popen = subprocess.Popen(
-            [*RTCXFER, *self.args],
+            [*command, *self.args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -79,7 +85,7 @@ class CliProcess:
                 if remaining <= 0 or (self.popen.poll() is not None and seen == len(sink)
                                       and not any(r.is_alive() for r in self._readers)):
                     raise AssertionError(
-                        f"no matching {stream} line from rtcxfer {' '.join(self.args)}\n"
+                        f"no matching {stream} line from {' '.join(self.popen.args)}\n"
                         f"stdout:\n{self.stdout}\nstderr:\n{self.stderr}"
                     )
                 self._line_ready.wait(min(remaining, 0.2))
@@ -118,8 +124,6 @@ class CliProcess:
 
 
 def _monotonic() -> float:
-    import time
-
     return time.monotonic()
 
 
@@ -228,3 +232,90 @@ def sha256_of(path: Path) -> str:
         while block := file.read(1 << 20):
             digest.update(block)
     return digest.hexdigest()
+
+
+class PtyTerminal:
+    """The person's side of a pty: what the program wrote to it, and typing into it.
+
+    A thread reads the pty; a subclass may look at each chunk as it arrives by
+    overriding :meth:`on_output` (called with the lock held)."""
+
+    def __init__(self, controller: int, *, timeout: float = 90.0) -> None:
+        self.controller = controller
+        self.timeout = timeout
+        self.output = b""
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def on_output(self, chunk: bytes) -> None:
+        """Each chunk read, after it was added to :attr:`output`."""
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.controller, 65536)
+            except OSError:
+                chunk = b""
+            with self._changed:
+                if not chunk:
+                    self._changed.notify_all()
+                    return
+                self.output += chunk
+                self.on_output(chunk)
+                self._changed.notify_all()
+
+    @property
+    def text(self) -> str:
+        return self.output.decode(errors="replace")
+
+    def wait_for(self, needle: str, *, after: int = 0, timeout: float | None = None) -> int:
+        """Block until ``needle`` appears past byte ``after``; where it ends."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        encoded = needle.encode()
+        with self._changed:
+            while True:
+                found = self.output.find(encoded, after)
+                if found != -1:
+                    return found + len(encoded)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._reader.is_alive():
+                    raise AssertionError(f"{needle!r} never appeared; terminal:\n{self.text}")
+                self._changed.wait(min(remaining, 0.2))
+
+    def type(self, keys: bytes) -> None:
+        os.write(self.controller, keys)
+
+
+@contextlib.contextmanager
+def listen_on_pty(server: str, folder: Path, *extra: str,
+                  terminal: Callable[[int], PtyTerminal] = PtyTerminal,
+                  size: tuple[int, int] | None = None,
+                  env: dict[str, str] | None = None,
+                  preexec_fn: Callable[[], None] | None = None,
+                  ) -> Iterator[tuple[subprocess.Popen[bytes], PtyTerminal]]:
+    """``rtcxfer listen`` as ``bob`` on a new pty (``size``: rows, columns), once it is
+    receiving; stopped (its process group) at the end."""
+    controller, pty_side = pty.openpty()
+    if size is not None:
+        rows, columns = size
+        fcntl.ioctl(pty_side, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    process = subprocess.Popen(
+        [*RTCXFER, "listen", "--server", server, "--name", "bob", "--dir", str(folder),
+         *extra],
+        stdin=pty_side, stdout=pty_side, stderr=pty_side, env=env or cli_env(),
+        start_new_session=True, preexec_fn=preexec_fn)
+    screen = terminal(controller)
+    try:
+        screen.wait_for("receiving into")
+        yield process, screen
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(30)
+        os.close(pty_side)
+        os.close(controller)

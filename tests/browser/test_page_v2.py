@@ -125,36 +125,46 @@ def test_cli_sends_a_text_to_the_page(peers: PeerFactory) -> None:
         sender.stop()
 
 
-def test_page_sends_a_folder_of_1000_files_to_cli_listen(peers: PeerFactory,
-                                                         tmp_path: Path) -> None:
-    """The page's sender (rtcxfer/1, which a v2 listener still takes) with 1,000 files."""
+def send_folder_from_the_page(peers: PeerFactory, tmp_path: Path, files: dict[str, bytes],
+                              ) -> dict:
+    """``files`` (relative path -> bytes) written under tmp_path, picked as a folder in
+    the page and sent to ``listen --yes`` named "cli"; the listener's offer event once
+    the transfer succeeded and every file landed with its bytes."""
     inbox = tmp_path / "inbox"
     inbox.mkdir()
+    for name, data in files.items():
+        (tmp_path / "out" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "out" / name).write_bytes(data)
+    (top,) = {name.split("/")[0] for name in files}
     listener = CliProcess(["listen", "--server", peers.server.ws_url, "--name", "cli",
                            "--json", "--yes", "--dir", str(inbox)])
     try:
         listener.wait_for_line(lambda line: '"connected"' in line, timeout=CLI_TIMEOUT)
-        folder = tmp_path / "album"
-        made = {}
-        for number in range(1000):
-            path = folder / f"part{number % 4}" / f"p{number}.txt"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            data = os.urandom(number % 500)
-            path.write_bytes(data)
-            made[f"album/part{number % 4}/p{number}.txt"] = data
         page = peers.open("web")
         page.pick_user("cli")
-        page.page.set_input_files("#folder-input", folder)
+        page.page.set_input_files("#folder-input", tmp_path / "out" / top)
         page.page.click("#send-button")
         page.page.wait_for_function(
             "() => document.querySelector('#status').dataset.kind === 'ok'",
             timeout=CLI_TIMEOUT * 1000)
+        offer = json.loads(listener.wait_for_line(lambda line: '"offer"' in line,
+                                                  timeout=CLI_TIMEOUT))
         listener.wait_for_line(lambda line: '"summary"' in line and '"ok": true' in line,
                                timeout=CLI_TIMEOUT)
     finally:
         listener.stop()
-    for name, data in made.items():
+    for name, data in files.items():
         assert (inbox / name).read_bytes() == data
+    return offer
+
+
+def test_page_sends_a_folder_of_1000_files_to_cli_listen(peers: PeerFactory,
+                                                         tmp_path: Path) -> None:
+    """The page's sender (rtcxfer/1, which a v2 listener still takes) with 1,000 files."""
+    made = {f"album/part{number % 4}/p{number}.txt": os.urandom(number % 500)
+            for number in range(1000)}
+    offer = send_folder_from_the_page(peers, tmp_path, made)
+    assert offer["count"] == 1000
 
 
 def test_page_sends_a_text_to_cli_listen(peers: PeerFactory, tmp_path: Path) -> None:
@@ -209,34 +219,7 @@ def test_page_sends_a_long_text_as_a_stream_to_listen_stdout(peers: PeerFactory)
 
 def test_page_sends_4000_files_with_rtcxfer2(peers: PeerFactory, tmp_path: Path) -> None:
     """A list too long for one rtcxfer/1 hello (here over 262,144 bytes) goes in batches."""
-    inbox = tmp_path / "inbox"
-    inbox.mkdir()
-    listener = CliProcess(["listen", "--server", peers.server.ws_url, "--name", "cli",
-                           "--json", "--yes", "--dir", str(inbox)])
-    try:
-        listener.wait_for_line(lambda line: '"connected"' in line, timeout=CLI_TIMEOUT)
-        folder = tmp_path / "library"
-        made = {}
-        for number in range(4000):
-            relative = f"shelf{number % 5}/a-rather-long-file-name-for-batching-{number:05}.txt"
-            path = folder / relative
-            path.parent.mkdir(parents=True, exist_ok=True)
-            data = os.urandom(number % 200)
-            path.write_bytes(data)
-            made[f"library/{relative}"] = data
-        page = peers.open("web")
-        page.pick_user("cli")
-        page.page.set_input_files("#folder-input", folder)
-        page.page.click("#send-button")
-        page.page.wait_for_function(
-            "() => document.querySelector('#status').dataset.kind === 'ok'",
-            timeout=CLI_TIMEOUT * 1000)
-        offer = json.loads(listener.wait_for_line(lambda line: '"offer"' in line,
-                                                  timeout=CLI_TIMEOUT))
-        assert offer["count"] == 4000 and len(offer["files"]) < 4000
-        listener.wait_for_line(lambda line: '"summary"' in line and '"ok": true' in line,
-                               timeout=CLI_TIMEOUT)
-    finally:
-        listener.stop()
-    for name, data in made.items():
-        assert (inbox / name).read_bytes() == data
+    made = {f"library/shelf{number % 5}/a-rather-long-file-name-for-batching-{number:05}.txt":
+            os.urandom(number % 200) for number in range(4000)}
+    offer = send_folder_from_the_page(peers, tmp_path, made)
+    assert offer["count"] == 4000 and len(offer["files"]) < 4000

@@ -11,18 +11,23 @@ import contextlib
 import fcntl
 import json
 import os
-import pty
-import signal
 import subprocess
 import termios
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pyte
 import pytest
-from support import RTCXFER, CliProcess, cli_env, json_events, wait_for_event, write_random_file
+from support import (
+    CliProcess,
+    PtyTerminal,
+    cli_env,
+    json_events,
+    listen_on_pty,
+    wait_for_event,
+    write_random_file,
+)
 
 Start = Callable[..., CliProcess]
 TIMEOUT = 90.0
@@ -31,63 +36,32 @@ COLUMNS, ROWS = 160, 40
 ANSWER_AFTER = 6.0
 
 
-class Screen:
+class Screen(PtyTerminal):
     """A pty the CLI runs on, rendered like a terminal; typing into it."""
 
     def __init__(self, controller: int) -> None:
-        self.controller = controller
-        self.raw = b""
         self.screen = pyte.Screen(COLUMNS, ROWS)
         self.stream = pyte.ByteStream(self.screen)
         self.mixed: list[str] = []  # lines that ever held two transfers' bars
         self.side_by_side = 0  # screens showing both transfers' bars, each on its line
-        self._changed = threading.Condition()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        super().__init__(controller, timeout=TIMEOUT)
 
-    def _read(self) -> None:
-        while True:
-            try:
-                chunk = os.read(self.controller, 65536)
-            except OSError:
-                chunk = b""
-            with self._changed:
-                if not chunk:
-                    self._changed.notify_all()
-                    return
-                self.raw += chunk
-                self.stream.feed(chunk)
-                bars = {"alice": 0, "carol": 0}
-                for line in self.screen.display:
-                    if line.count("%|") > 1 or ("from alice" in line and "from carol" in line):
-                        self.mixed.append(line.rstrip())
-                    for name in bars:
-                        # A live bar (a finished one is also printed as a plain line).
-                        if f"from {name}" in line and "%|" in line and "100%|" not in line:
-                            bars[name] += 1
-                if bars == {"alice": 1, "carol": 1}:
-                    self.side_by_side += 1
-                self._changed.notify_all()
-
-    @property
-    def text(self) -> str:
-        return self.raw.decode(errors="replace")
+    def on_output(self, chunk: bytes) -> None:
+        self.stream.feed(chunk)
+        bars = {"alice": 0, "carol": 0}
+        for line in self.screen.display:
+            if line.count("%|") > 1 or ("from alice" in line and "from carol" in line):
+                self.mixed.append(line.rstrip())
+            for name in bars:
+                # A live bar (a finished one is also printed as a plain line).
+                if f"from {name}" in line and "%|" in line and "100%|" not in line:
+                    bars[name] += 1
+        if bars == {"alice": 1, "carol": 1}:
+            self.side_by_side += 1
 
     def lines(self) -> list[str]:
         with self._changed:
             return [line.rstrip() for line in self.screen.display]
-
-    def wait_for(self, needle: str, *, timeout: float = TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while needle.encode() not in self.raw:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not self._reader.is_alive():
-                    raise AssertionError(f"{needle!r} never appeared; terminal:\n{self.text}")
-                self._changed.wait(min(remaining, 0.2))
-
-    def type(self, keys: bytes) -> None:
-        os.write(self.controller, keys)
 
 
 def _take_terminal() -> None:
@@ -98,29 +72,11 @@ def _take_terminal() -> None:
 @contextlib.contextmanager
 def listen_on_terminal(server: str, folder: Path, *extra: str
                        ) -> Iterator[tuple[subprocess.Popen[bytes], Screen]]:
-    controller, pty_side = pty.openpty()
-    fcntl.ioctl(pty_side, termios.TIOCSWINSZ,
-                bytes(bytearray([ROWS, 0, COLUMNS, 0, 0, 0, 0, 0])))
-    process = subprocess.Popen(
-        [*RTCXFER, "listen", "--server", server, "--name", "bob", "--dir", str(folder),
-         *extra],
-        stdin=pty_side, stdout=pty_side, stderr=pty_side,
-        env=cli_env(COLUMNS=str(COLUMNS), LINES=str(ROWS)),
-        start_new_session=True, preexec_fn=_take_terminal)
-    screen = Screen(controller)
-    try:
-        screen.wait_for("receiving into")
+    with listen_on_pty(server, folder, *extra, terminal=Screen, size=(ROWS, COLUMNS),
+                       env=cli_env(COLUMNS=str(COLUMNS), LINES=str(ROWS)),
+                       preexec_fn=_take_terminal) as (process, screen):
+        assert isinstance(screen, Screen)
         yield process, screen
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(30)
-        os.close(pty_side)
-        os.close(controller)
 
 
 def test_ctrl_c_at_the_question_declines_the_offer_before_exiting(

@@ -7,90 +7,27 @@ answer the next offer; the question lists what will land where; ``?`` lists it a
 
 from __future__ import annotations
 
-import contextlib
 import os
-import pty
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support import RTCXFER, CliProcess, cli_env, json_events
+from support import CliProcess, PtyTerminal, json_events, listen_on_pty
 
 Start = Callable[..., CliProcess]
 TIMEOUT = 90.0
 
 
-class Terminal:
-    """The person's side of a pty: what the program drew, and typing into it."""
-
-    def __init__(self, controller: int) -> None:
-        self.controller = controller
-        self.output = b""
-        self._changed = threading.Condition()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        while True:
-            try:
-                chunk = os.read(self.controller, 65536)
-            except OSError:
-                chunk = b""
-            with self._changed:
-                if not chunk:
-                    self._changed.notify_all()
-                    return
-                self.output += chunk
-                self._changed.notify_all()
-
-    @property
-    def text(self) -> str:
-        return self.output.decode(errors="replace")
-
-    def wait_for(self, needle: str, *, after: int = 0, timeout: float = TIMEOUT) -> int:
-        """Block until ``needle`` appears past byte ``after``; where it ends."""
-        deadline = time.monotonic() + timeout
-        encoded = needle.encode()
-        with self._changed:
-            while True:
-                found = self.output.find(encoded, after)
-                if found != -1:
-                    return found + len(encoded)
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not self._reader.is_alive():
-                    raise AssertionError(f"{needle!r} never appeared; terminal:\n{self.text}")
-                self._changed.wait(min(remaining, 0.2))
-
-    def type(self, keys: bytes) -> None:
-        os.write(self.controller, keys)
+Terminal = PtyTerminal
 
 
 @pytest.fixture
 def terminal(server: str, tmp_path: Path) -> Iterator[tuple[subprocess.Popen, Terminal]]:
-    controller, pty_side = pty.openpty()
-    process = subprocess.Popen(
-        [*RTCXFER, "listen", "--server", server, "--name", "bob", "--dir",
-         str(tmp_path / "in")],
-        stdin=pty_side, stdout=pty_side, stderr=pty_side, env=cli_env(),
-        start_new_session=True)
-    screen = Terminal(controller)
-    try:
-        screen.wait_for("receiving into")
-        yield process, screen
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(30)
-        os.close(pty_side)
-        os.close(controller)
+    with listen_on_pty(server, tmp_path / "in") as running:
+        yield running
 
 
 def make_files(folder: Path, count: int) -> Path:

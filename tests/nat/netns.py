@@ -19,18 +19,17 @@ Processes started in a namespace are stopped by PID.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from support import CliProcess
 
 PUBLIC_NET = "10.211.0"
 PUBLIC_IP = f"{PUBLIC_NET}.1"
@@ -183,79 +182,18 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-class NsProcess:
-    """A process inside a namespace, its output collected line by line."""
+class NsProcess(CliProcess):
+    """A process inside a namespace (``args``: the whole command), its output collected
+    line by line."""
 
     def __init__(self, namespace: str, args: Sequence[str], *,
                  env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
-        self.args = list(args)
-        self.popen = subprocess.Popen(
-            ["ip", "netns", "exec", namespace, *self.args],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=env or clean_env(), cwd=cwd, text=True, start_new_session=True)
-        self.stdout_lines: list[str] = []
-        self.stderr_lines: list[str] = []
-        self._ready = threading.Condition()
-        self._readers = [
-            threading.Thread(target=self._pump, args=(self.popen.stdout, self.stdout_lines),
-                             daemon=True),
-            threading.Thread(target=self._pump, args=(self.popen.stderr, self.stderr_lines),
-                             daemon=True),
-        ]
-        for reader in self._readers:
-            reader.start()
+        super().__init__(args, env=env or clean_env(), cwd=cwd,
+                         command=["ip", "netns", "exec", namespace])
 
-    def _pump(self, stream, sink: list[str]) -> None:  # type: ignore[no-untyped-def]
-        for line in stream:
-            with self._ready:
-                sink.append(line.rstrip("\n"))
-                self._ready.notify_all()
-
-    def wait_for_line(self, predicate, *, timeout: float = 30.0,  # type: ignore[no-untyped-def]
-                      stderr: bool = False) -> str:
-        sink = self.stderr_lines if stderr else self.stdout_lines
-        deadline = time.monotonic() + timeout
-        with self._ready:
-            while True:
-                for line in sink:
-                    if predicate(line):
-                        return line
-                left = deadline - time.monotonic()
-                if left <= 0 or (self.popen.poll() is not None and not self._readers_alive()):
-                    raise AssertionError(
-                        f"no matching line from {self.args} within {timeout} s\n"
-                        f"stdout:\n{self.stdout}\nstderr:\n{self.stderr}")
-                self._ready.wait(min(left, 0.2))
-
-    def _readers_alive(self) -> bool:
-        return any(reader.is_alive() for reader in self._readers)
-
-    def wait(self, timeout: float) -> int:
-        code = self.popen.wait(timeout)
-        for reader in self._readers:
-            reader.join(5)
-        return code
-
-    @property
-    def stdout(self) -> str:
-        return "\n".join(self.stdout_lines)
-
-    @property
-    def stderr(self) -> str:
-        return "\n".join(self.stderr_lines)
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(10)
-        for reader in self._readers:
-            reader.join(5)
+    def wait_for_line(self, predicate, *, stream: str = "stdout",  # type: ignore[no-untyped-def]
+                      timeout: float = 30.0) -> str:
+        return super().wait_for_line(predicate, stream=stream, timeout=timeout)
 
 
 RTCXFER = [sys.executable, "-m", "rtcxfer"]
