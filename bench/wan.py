@@ -24,6 +24,7 @@ sockets), which must say "ok" for a figure to be the path's. Rates count UDP pay
     python bench/wan.py --conditions rtt50,loss0.5 --runs 3 --chromium
     python bench/wan.py --conditions rtt200 --variants rtcxfer --size 1024   # memory
     python bench/wan.py --share        # two rtcxfer flows, then rtcxfer + Chromium
+    python bench/wan.py --share --share-delay 2 --share-path rtt200   # a late joiner
 
 Conditions: loopback (no emulator), rtt20, rtt50, rtt100, rtt200 (100 Mbit/s),
 loss0.1, loss0.5, loss2 (50 ms, 100 Mbit/s), reorder1 (50 ms, 1 % reordering),
@@ -41,6 +42,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -405,8 +407,9 @@ def report(results: dict[tuple[str, str], list[Result]], conditions: list[str],
 
 
 async def share(args: argparse.Namespace, workdir: Path, chromium: Chromium | None) -> None:
-    """Two flows through one bottleneck (50 ms, 100 Mbit/s): rtcxfer+rtcxfer, rtcxfer+Chromium."""
-    condition = CONDITIONS["rtt50"]
+    """Two flows through one bottleneck (100 Mbit/s, 50 ms unless --share-path):
+    rtcxfer+rtcxfer, rtcxfer+Chromium; the second starts --share-delay s after the first."""
+    condition = CONDITIONS[args.share_path]
     assert condition is not None
     source = make_source(workdir, args.size)
     pairs = [("rtcxfer", "rtcxfer")]
@@ -420,17 +423,29 @@ async def share(args: argparse.Namespace, workdir: Path, chromium: Chromium | No
             two_dir = workdir / "two"
             one_dir.mkdir(exist_ok=True)
             two_dir.mkdir(exist_ok=True)
+            async def later(task: Awaitable[Result]) -> Result:
+                await asyncio.sleep(args.share_delay)
+                return await task
+
             tasks = [
                 python_transfer(first, source, one_dir, [relays[0]], args),
-                (chromium.transfer(args.size * MIB, relays[1]) if second == "chromium"
-                 else python_transfer(second, source, two_dir, [relays[1]], args)),
+                later(chromium.transfer(args.size * MIB, relays[1]) if second == "chromium"
+                      else python_transfer(second, source, two_dir, [relays[1]], args)),
             ]
             started = time.monotonic()
             running = [asyncio.ensure_future(task) for task in tasks]
+            # The share is measured while both flows run: from the second one's first
+            # byte on the link to the first one's end.
+            for _ in range(int((args.share_delay + 60) / 0.01)):  # at most a minute late
+                if relays[1].delivered_to_b or running[0].done():
+                    break
+                await asyncio.sleep(0.01)
+            both = time.monotonic()
+            counts_before = [relay.delivered_to_b for relay in relays]
             await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-            # The share is measured while both flows run: up to the first one's end.
-            overlap = time.monotonic() - started
-            counts = [relay.delivered_to_b for relay in relays]
+            overlap = time.monotonic() - both
+            counts = [relay.delivered_to_b - before
+                      for relay, before in zip(relays, counts_before, strict=True)]
             one, two = await asyncio.gather(*running)
             wall = time.monotonic() - started
         finally:
@@ -438,7 +453,8 @@ async def share(args: argparse.Namespace, workdir: Path, chromium: Chromium | No
                 relay.close()
         _ok, text = relays[0].verdict()
         first_rate, second_rate = (count / 1e6 / overlap for count in counts)
-        print(f"share {first}+{second} through one 100 Mbit/s, 50 ms bottleneck, while both "
+        print(f"share {first}+{second} through one bottleneck ({args.share_path}, the "
+              f"second {args.share_delay:g} s later), while both "
               f"ran ({overlap:.1f} s): {first_rate:.2f} and {second_rate:.2f} MB/s on the "
               f"link (ratio {first_rate / second_rate:.2f}, {second} "
               f"{second_rate / (first_rate + second_rate) * 100:.0f} % of the sum); whole "
@@ -515,6 +531,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1, help="rounds (default 1)")
     parser.add_argument("--peer-nice", type=int, default=0,
                         help="niceness of the peer processes (default 0)")
+    parser.add_argument("--share-path", default="rtt50", choices=[
+                            name for name, condition in CONDITIONS.items() if condition],
+                        help="the bottleneck for --share (default rtt50)")
+    parser.add_argument("--share-delay", type=float, default=0.0,
+                        help="seconds between the two flows' starts for --share")
     parser.add_argument("--share", action="store_true",
                         help="instead: two flows sharing one bottleneck")
     args = parser.parse_args()

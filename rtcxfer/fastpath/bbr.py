@@ -50,14 +50,19 @@ STARTUP_GAIN = 2 / math.log(2)  # 2.885: doubles the delivery rate each round
 STARTUP_CWND_GAIN = 2.0
 DRAIN_GAIN = 1 / STARTUP_GAIN
 PROBE_BW_GAINS = (1.25, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
-# BBR uses 2. Per-SACK rate samples from a Python receiver run up to ~10 % high (it
-# acknowledges bursts when it gets the CPU), and the max filter keeps them, so pacing can
-# run above the link; then cwnd is what bounds the standing queue: with 1.4 it stays
-# under 0.4 BDP (+3 packets). 1.5 was used until the sender really kept up with its
-# pacing rate (docs/fast-path.md): then the queue sat at its bound, and at 20 ms the
-# median RTT was 1.54x the path's (aim: 1.5x); 1.4 gave 1.43x, the same throughput.
-# Measured in bench/wan.py.
-CWND_GAIN = 1.4
+# The window in PROBE_BW: CWND_GAIN x the model's BDP + CWND_ADD_PACKETS (BBR: 2 x BDP).
+# Flows sharing a bottleneck end up window-limited behind a common queue. With a window
+# proportional to each flow's own estimate alone, any split is then an equilibrium:
+# two flows kept the split they started with (1.4 x BDP: 0.77-1.49 in bench/wan.py
+# --share). A part that is the same for every flow, as Vegas's alpha, breaks the tie:
+# in equilibrium each flow's rate x (RTT - CWND_GAIN x min RTT) = the added part, so
+# every flow has the same rate. It also bounds the standing queue (the window binds,
+# not pacing: per-SACK rate samples from a Python receiver run up to ~10 % high and the
+# max filter keeps them) at 100 packets, 116 KB: 1.46x the path's RTT at 20 ms at most
+# (where MIN_WINDOW decides anyway), 1.19x at 50 ms, 1.05x at 200 ms; 1.4 x BDP kept
+# 0.4 BDP queued on every path. Measured in bench/wan.py and tests/fastpath/test_bbr.py.
+CWND_GAIN = 1.0
+CWND_ADD_PACKETS = 100
 BW_WINDOW_ROUNDS = 10
 FULL_BW_GROWTH = 1.25
 FULL_BW_ROUNDS = 3
@@ -273,7 +278,12 @@ class BbrController:
             if self._full_bw_count >= FULL_BW_ROUNDS:
                 self.filled_pipe = True
         lost_packets = round_lost / self.mss
+        # Not before the flow has a model: a flow starting while another filled the
+        # queue can lose a whole first window, and leaving STARTUP with a few KB/s as
+        # its estimate starved it for tens of seconds at 200 ms (it then probes up by
+        # only 25 % per 8 rounds).
         if (lost_packets >= STARTUP_LOSS_MIN_PACKETS
+                and round_delivered >= INITIAL_CWND_PACKETS * self.mss
                 and round_lost > STARTUP_LOSS_THRESHOLD * (round_delivered + round_lost)):
             # The queue overflowed: the model's bandwidth is what got through.
             self.filled_pipe = True
@@ -370,7 +380,8 @@ class BbrController:
         elif self._rto_round is not None:
             cwnd = MIN_CWND_PACKETS * mss
         elif self.btl_bw and math.isfinite(self.min_rtt):
-            cwnd = self.bdp(self.cwnd_gain) + 3 * mss
+            cwnd = self.bdp(self.cwnd_gain) + (
+                CWND_ADD_PACKETS if self.mode is Mode.PROBE_BW else 3) * mss
             if not self.filled_pipe:
                 # STARTUP grows at least as fast as slow start would.
                 cwnd = max(cwnd, min(self.cwnd, self.delivered + INITIAL_CWND_PACKETS * mss))

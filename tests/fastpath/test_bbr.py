@@ -155,6 +155,21 @@ def test_startup_exits_when_the_queue_overflows() -> None:
     assert controller.mode in (Mode.DRAIN, Mode.PROBE_BW)
 
 
+def test_losing_a_whole_first_window_does_not_end_startup() -> None:
+    """A flow that starts while another has filled the queue may lose everything it
+    sends at first: with nothing delivered it has no model yet, so the loss does not end
+    STARTUP (ending it left the flow at a few KB/s, probing up 25 % per 8 rounds)."""
+    controller = BbrController(MSS, 0.0, MAX_CWND)
+    stamp = controller.on_send(0.0, 0)
+    controller.on_ack(0.05, 2 * MSS, 0, 0, stamp, 0.0, 0.05)
+    for round_number in range(1, 4):
+        stamp = controller.on_send(0.05 * round_number, 0)
+        controller.on_ack(0.05 * (round_number + 1), MSS, 30 * MSS, 0, stamp,
+                          0.05 * round_number, 0.05)
+    assert controller.mode is Mode.STARTUP
+    assert not controller.filled_pipe
+
+
 def test_a_few_random_losses_do_not_end_startup() -> None:
     controller = BbrController(MSS, 0.0, MAX_CWND)
     now = 0.0
@@ -313,7 +328,7 @@ def reno_share(seconds: float = 30.0) -> tuple[float, BbrController]:
 def test_a_reno_flow_sharing_the_bottleneck_keeps_a_fair_part() -> None:
     """A loss-based flow (Reno, as Chromium's SCTP) that can fill the one-BDP drop-tail
     buffer is not starved: its queue makes the model-based flow window-limited (its
-    window is 1.5 x its own BDP), which then gives way."""
+    window is its own BDP + 100 packets), which then gives way."""
     share, controller = reno_share()
     assert controller.mode is not Mode.STARTUP
     assert 0.25 <= share <= 0.75, share
@@ -359,3 +374,63 @@ def test_startup_pacing_starts_from_the_initial_window_and_only_rises() -> None:
     assert controller.mode is Mode.STARTUP
     assert rates == sorted(rates)
     assert rates[-1] > floor
+
+
+def run_two(rtt: float, second_start: float, seconds: float, seed: int
+            ) -> tuple[float, float]:
+    """Two controllers' flows through one bottleneck, the second starting later; the
+    bytes each delivered from 5 s after the second started."""
+    path = Path(RATE, rtt, seed=seed)
+    flows: list[BbrController | None] = [BbrController(MSS, 0.0, MAX_CWND), None]
+    inflight, delivered, next_send = [0, 0], [0, 0], [0.0, 0.0]
+    now, mark = 0.0, [0, 0]
+    measuring = second_start + 5.0
+    while now < seconds:
+        if flows[1] is None and now >= second_start:
+            flows[1] = BbrController(MSS, now, MAX_CWND)
+            next_send[1] = now
+        sent = False
+        for index, controller in enumerate(flows):
+            if (controller is not None and inflight[index] + MSS <= controller.cwnd
+                    and next_send[index] <= now):
+                stamp = controller.on_send(now, inflight[index])
+                inflight[index] += MSS
+                path.send(now, stamp, flow=index)
+                pacing = controller.pacing_rate
+                next_send[index] = now + (MSS / pacing if math.isfinite(pacing) else 0.0)
+                sent = True
+        if sent:
+            continue
+        candidates = [seconds, second_start if flows[1] is None else seconds]
+        if path.acks:
+            candidates.append(path.acks[0].at)
+        candidates += [next_send[index] for index, controller in enumerate(flows)
+                       if controller is not None and inflight[index] + MSS <= controller.cwnd]
+        before = now
+        now = max(now, min(candidates))
+        if before < measuring <= now:
+            mark = list(delivered)
+        while path.acks and path.acks[0].at <= now:
+            ack = heapq.heappop(path.acks)
+            controller = flows[ack.flow]
+            assert controller is not None
+            inflight[ack.flow] -= MSS
+            if ack.lost:
+                controller.on_ack(ack.at, 0, MSS, inflight[ack.flow], None, ack.sent_at, None)
+            else:
+                delivered[ack.flow] += MSS
+                controller.on_ack(ack.at, MSS, 0, inflight[ack.flow], ack.stamp, ack.sent_at,
+                                  ack.at - ack.sent_at)
+    return delivered[0] - mark[0], delivered[1] - mark[1]
+
+
+def test_two_flows_converge_to_equal_shares() -> None:
+    """Window-limited behind a shared queue, flows whose windows are proportional to
+    their own estimates keep whatever split they reached; the additive part of the
+    window (CWND_ADD_PACKETS, the same for every flow, as Vegas's alpha) makes the
+    smaller flow gain until the shares are equal. The second flow starts during the
+    first one's STARTUP overshoot, when the queue is full."""
+    for rtt, seed in ((0.05, 1), (0.2, 2)):
+        first, second = run_two(rtt, 2.0 + seed * 0.37, 25.0, seed)
+        assert 0.8 <= second / first <= 1.25, (rtt, second / first)
+        assert (first + second) / (25.0 - 7.0 - seed * 0.37) > 0.95 * RATE
