@@ -43,7 +43,6 @@ _LINK_UNSUPPORTED = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK}
 # renameat2() answers these where the kernel or the filesystem lacks RENAME_NOREPLACE.
 _NOREPLACE_UNSUPPORTED = {errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP}
 _RENAME_NOREPLACE = 1
-_AT_FDCWD = -100
 
 
 def _load_renameat2() -> Callable[[int, bytes, int, bytes, int], int] | None:
