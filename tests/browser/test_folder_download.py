@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 from browser.pages import UI_TIMEOUT_MS, BrowserPeer, PeerFactory, Server
-from playwright.sync_api import Browser
+from playwright.sync_api import Browser, BrowserContext, Page
 from support import CliProcess, cli_env, wait_for_event
 
 from rtcxfer.errors import ExitCode
@@ -177,16 +177,33 @@ def test_cancelling_the_download_stops_the_transfer(peers: PeerFactory,
     assert errors and "cancelled" in errors[0]["message"]
 
 
+def open_without_workers(context: BrowserContext, server: Server) -> Page:
+    """A page where no service worker runs: a folder can only be a zip Blob."""
+    page = context.new_page()
+    page.goto(server.http_url)
+    page.wait_for_selector("body[data-ready]")
+    assert page.get_attribute("body", "data-downloads") == "blob"
+    return page
+
+
+def download_zip(page: Page, link: str, target: Path) -> dict[str, bytes]:
+    """Wait for ``link``, download it to ``target``; the zip's entries and bytes."""
+    page.wait_for_selector(link, timeout=UI_TIMEOUT_MS)
+    with page.expect_download(timeout=UI_TIMEOUT_MS) as pending:
+        page.click(link)
+    pending.value.save_as(target)
+    with zipfile.ZipFile(target) as archive:
+        assert archive.testzip() is None
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
 def test_without_service_workers_the_folder_is_one_zip_link(browser: Browser, server: Server,
                                                             tmp_path: Path) -> None:
     context = browser.new_context(accept_downloads=True, service_workers="block")
     try:
-        page = context.new_page()
+        page = open_without_workers(context, server)
         problems: list[str] = []
         page.on("pageerror", lambda error: problems.append(str(error)))
-        page.goto(server.http_url)
-        page.wait_for_selector("body[data-ready]")
-        assert page.get_attribute("body", "data-downloads") == "blob"
         page.fill("#login-name", "web")
         page.click("#login-button")
         page.wait_for_selector("body[data-logged-in]")
@@ -199,19 +216,13 @@ def test_without_service_workers_the_folder_is_one_zip_link(browser: Browser, se
             assert sender.wait(CLI_TIMEOUT) == ExitCode.OK, sender.stderr
         finally:
             sender.stop()
-        link = f"{FOLDER_ITEM}[data-state=done] a[download]"
-        page.wait_for_selector(link, timeout=UI_TIMEOUT_MS)
+        zipped = download_zip(page, f"{FOLDER_ITEM}[data-state=done] a[download]",
+                              tmp_path / "folder.zip")
         assert page.locator("#received-list a[download]").count() == 1
-        with page.expect_download(timeout=UI_TIMEOUT_MS) as pending:
-            page.click(link)
-        target = tmp_path / "folder.zip"
-        pending.value.save_as(target)
         assert problems == []
     finally:
         context.close()
-    with zipfile.ZipFile(target) as archive:
-        assert archive.testzip() is None
-        assert {name: archive.read(name) for name in archive.namelist()} == made
+    assert zipped == made
 
 
 def test_without_service_workers_a_folder_by_code_is_one_zip_link(
@@ -222,26 +233,18 @@ def test_without_service_workers_a_folder_by_code_is_one_zip_link(
     context = browser.new_context(accept_downloads=True, service_workers="block")
     try:
         code = wait_for_event(sender, "code", timeout=CLI_TIMEOUT)["code"]
-        page = context.new_page()
-        page.goto(server.http_url)
-        page.wait_for_selector("body[data-ready]")
-        assert page.get_attribute("body", "data-downloads") == "blob"
+        page = open_without_workers(context, server)
         page.fill("#code-input", code)
         page.click("#code-receive-button")
         assert sender.wait(CLI_TIMEOUT) == ExitCode.OK, sender.stderr
-        link = "#code-received li[data-testid='code-received-zip'] a[download]"
-        page.wait_for_selector(link, timeout=UI_TIMEOUT_MS)
+        zipped = download_zip(
+            page, "#code-received li[data-testid='code-received-zip'] a[download]",
+            tmp_path / "code.zip")
         assert page.locator("#code-received a[download]").count() == 1
-        with page.expect_download(timeout=UI_TIMEOUT_MS) as pending:
-            page.click(link)
-        target = tmp_path / "code.zip"
-        pending.value.save_as(target)
     finally:
         sender.stop()
         context.close()
-    with zipfile.ZipFile(target) as archive:
-        assert archive.testzip() is None
-        assert {name: archive.read(name) for name in archive.namelist()} == made
+    assert zipped == made
 
 
 def test_a_download_the_worker_does_not_take_leaves_the_page(server: Server) -> None:

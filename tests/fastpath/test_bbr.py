@@ -76,6 +76,24 @@ class Path:
                                       False, flow))
 
 
+def send_one(controller: BbrController, path: Path, now: float, inflight: int,
+             flow: int = 0) -> float:
+    """One packet of ``controller``'s flow (``inflight`` before it) onto ``path``; when
+    its pacing lets it send the next."""
+    path.send(now, controller.on_send(now, inflight), flow=flow)
+    pacing = controller.pacing_rate
+    return now + (MSS / pacing if math.isfinite(pacing) else 0.0)
+
+
+def acknowledge(controller: BbrController, ack: Ack, inflight: int) -> None:
+    """Tell ``controller`` that ``ack``'s packet arrived or was lost (``inflight`` after)."""
+    if ack.lost:
+        controller.on_ack(ack.at, 0, MSS, inflight, None, ack.sent_at, None)
+    else:
+        controller.on_ack(ack.at, MSS, 0, inflight, ack.stamp, ack.sent_at,
+                          ack.at - ack.sent_at)
+
+
 def run(controller: BbrController, path: Path, seconds: float, start: float = 0.0,
         app_limit: float | None = None) -> float:
     """Send as the controller allows (cwnd and pacing) for ``seconds``; returns the end."""
@@ -88,10 +106,7 @@ def run(controller: BbrController, path: Path, seconds: float, start: float = 0.
             can_send = False
             controller.on_app_limited(path.inflight)
         if can_send and next_send <= now:
-            stamp = controller.on_send(now, path.inflight)
-            path.send(now, stamp)
-            pacing = controller.pacing_rate
-            next_send = now + (MSS / pacing if math.isfinite(pacing) else 0.0)
+            next_send = send_one(controller, path, now, path.inflight)
             continue
         candidates = [end]
         if path.acks:
@@ -102,12 +117,9 @@ def run(controller: BbrController, path: Path, seconds: float, start: float = 0.
         while path.acks and path.acks[0].at <= now:
             ack = heapq.heappop(path.acks)
             path.inflight -= MSS
-            if ack.lost:
-                controller.on_ack(ack.at, 0, MSS, path.inflight, None, ack.sent_at, None)
-            else:
+            if not ack.lost:
                 path.delivered += MSS
-                controller.on_ack(ack.at, MSS, 0, path.inflight, ack.stamp, ack.sent_at,
-                                  ack.at - ack.sent_at)
+            acknowledge(controller, ack, path.inflight)
     return now
 
 
@@ -287,10 +299,7 @@ def run_shared(controller: BbrController, reno: Reno, path: Path, seconds: float
             path.send(now, None, flow=1)
         can_send = path.inflight + MSS <= controller.cwnd
         if can_send and next_send <= now:
-            stamp = controller.on_send(now, path.inflight)
-            path.send(now, stamp)
-            pacing = controller.pacing_rate
-            next_send = now + (MSS / pacing if math.isfinite(pacing) else 0.0)
+            next_send = send_one(controller, path, now, path.inflight)
             continue
         candidates = [end]
         if path.acks:
@@ -304,12 +313,9 @@ def run_shared(controller: BbrController, reno: Reno, path: Path, seconds: float
                 reno.on_ack(ack)
                 continue
             path.inflight -= MSS
-            if ack.lost:
-                controller.on_ack(ack.at, 0, MSS, path.inflight, None, ack.sent_at, None)
-            else:
+            if not ack.lost:
                 path.delivered += MSS
-                controller.on_ack(ack.at, MSS, 0, path.inflight, ack.stamp, ack.sent_at,
-                                  ack.at - ack.sent_at)
+            acknowledge(controller, ack, path.inflight)
     return now
 
 
@@ -393,11 +399,8 @@ def run_two(rtt: float, second_start: float, seconds: float, seed: int
         for index, controller in enumerate(flows):
             if (controller is not None and inflight[index] + MSS <= controller.cwnd
                     and next_send[index] <= now):
-                stamp = controller.on_send(now, inflight[index])
+                next_send[index] = send_one(controller, path, now, inflight[index], index)
                 inflight[index] += MSS
-                path.send(now, stamp, flow=index)
-                pacing = controller.pacing_rate
-                next_send[index] = now + (MSS / pacing if math.isfinite(pacing) else 0.0)
                 sent = True
         if sent:
             continue
@@ -415,12 +418,9 @@ def run_two(rtt: float, second_start: float, seconds: float, seed: int
             controller = flows[ack.flow]
             assert controller is not None
             inflight[ack.flow] -= MSS
-            if ack.lost:
-                controller.on_ack(ack.at, 0, MSS, inflight[ack.flow], None, ack.sent_at, None)
-            else:
+            if not ack.lost:
                 delivered[ack.flow] += MSS
-                controller.on_ack(ack.at, MSS, 0, inflight[ack.flow], ack.stamp, ack.sent_at,
-                                  ack.at - ack.sent_at)
+            acknowledge(controller, ack, inflight[ack.flow])
     return delivered[0] - mark[0], delivered[1] - mark[1]
 
 
