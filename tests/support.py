@@ -319,3 +319,54 @@ def listen_on_pty(server: str, folder: Path, *extra: str,
             process.wait(30)
         os.close(pty_side)
         os.close(controller)
+
+
+@contextlib.contextmanager
+def slow_relay(upstream: str, delayed: Callable[[str], bool],
+               delay: float) -> Iterator[str]:
+    """A WebSocket hop in front of the server at ``upstream`` that holds each frame a
+    client sends for ``delay`` seconds when ``delayed(frame)``; frames stay in order.
+
+    A far-away (or busy) signaling server: its relays come later than the peers'
+    direct path. Yields the ws:// URL to give the client instead of ``upstream``.
+    """
+    import asyncio
+
+    from websockets.asyncio.client import connect
+    from websockets.asyncio.server import ServerConnection, serve
+    from websockets.exceptions import ConnectionClosed
+
+    async def pump(source, target, hold: bool) -> None:  # type: ignore[no-untyped-def]
+        with contextlib.suppress(ConnectionClosed):
+            async for frame in source:
+                if hold and isinstance(frame, str) and delayed(frame):
+                    await asyncio.sleep(delay)
+                await target.send(frame)
+        await target.close()
+
+    async def hop(client: ServerConnection) -> None:
+        async with connect(upstream, max_size=None) as server:
+            await asyncio.gather(pump(client, server, True), pump(server, client, False))
+
+    loop = asyncio.new_event_loop()
+    ready: list[str] = []
+    started = threading.Event()
+    stop = asyncio.Event()
+
+    async def main() -> None:
+        async with serve(hop, "127.0.0.1", 0, max_size=None) as relay:
+            port = relay.sockets[0].getsockname()[1]
+            ready.append(f"ws://127.0.0.1:{port}")
+            started.set()
+            await stop.wait()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    thread.start()
+    try:
+        if not started.wait(10):
+            raise RuntimeError("the slow relay did not start")
+        yield ready[0]
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(10)
+        loop.close()

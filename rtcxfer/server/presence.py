@@ -113,8 +113,11 @@ class Presence(abc.ABC):
 
     @abc.abstractmethod
     def deliver(self, room: str, target: str, sender: str, kind: str, session: str | None,
-                payload: bytes) -> bool:
-        """Route a relayed message to ``target``; False if it is online nowhere in ``room``."""
+                payload: bytes) -> bool | Awaitable[bool]:
+        """Route a relayed message to ``target``; False if it is online nowhere in ``room``.
+
+        The answer may come later (an awaitable), when this instance must ask which
+        one holds ``target``; relays from one sender still arrive in the order sent."""
 
     @abc.abstractmethod
     def broadcast(self, room: str, frame: bytes, *, exclude: str | None = None) -> None:

@@ -20,11 +20,12 @@ the order they were sent, after the presence changes sent before them.
 
 Each instance subscribes to the rooms its users are in and keeps a *mirror* of
 each: names and their instances, kept current by the events. A relay is then
-routed without a round trip (to a local user, to another instance's channel,
-or refused when the name is online nowhere). A dead instance stops renewing its
-lease; any other instance then runs the reaper script, which frees its names
-and publishes their ``offline`` events (partners find their ``leave`` from
-their own session records). When Redis is unreachable the instance says so
+routed without a round trip (to a local user, to another instance's channel);
+a name the mirror lacks is looked up by a script in the queue (its login event
+may not have arrived yet), and refused only when it is online nowhere. A dead
+instance stops renewing its lease; any other instance then runs the reaper
+script, which frees its names and publishes their ``offline`` events (partners
+find their ``leave`` from their own session records). When Redis is unreachable the instance says so
 (``/healthz`` 503 with the reason), refuses logins, and once Redis answers
 again re-claims its users and re-reads every mirror, telling its users what
 changed meanwhile.
@@ -38,7 +39,7 @@ import contextlib
 import json
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,6 +97,15 @@ local seq = redis.call('INCR', KEYS[3])
 redis.call('PUBLISH', ARGV[4], cjson.encode({s=seq, a='offline', n=ARGV[1], i=ARGV[2],
                                              p=cjson.decode(ARGV[5])}))
 return seq
+"""
+
+# KEYS: names (of one room).  ARGV: name, instance channel prefix, one framed relay.
+# -> 1 published to the name's instance, 0 the name is online nowhere
+ROUTE = """
+local owner = redis.call('HGET', KEYS[1], ARGV[1])
+if not owner then return 0 end
+redis.call('PUBLISH', ARGV[2] .. owner, ARGV[3])
+return 1
 """
 
 # KEYS: order, names, seq (of one room).  -> {seq, order, names}
@@ -186,6 +196,7 @@ class RedisPresence(Presence):
         self.rooms: dict[str, Mirror] = {}
         self._claim = self.redis.register_script(CLAIM)
         self._release = self.redis.register_script(RELEASE)
+        self._route = self.redis.register_script(ROUTE)
         self._snapshot = self.redis.register_script(SNAPSHOT)
         self._heartbeat = self.redis.register_script(HEARTBEAT)
         self._reap = self.redis.register_script(REAP)
@@ -289,6 +300,8 @@ class RedisPresence(Presence):
             publish_relays()
             if op.kind == "claim":
                 await self._claim(keys=op.args[0], args=op.args[1], client=pipe)
+            elif op.kind == "route":
+                await self._route(keys=op.args[0], args=op.args[1], client=pipe)
             else:
                 await self._release(keys=op.args[0], args=op.args[1], client=pipe)
             slots.append(op)
@@ -507,7 +520,7 @@ class RedisPresence(Presence):
         return list(mirror.members) if mirror is not None else []
 
     def deliver(self, room: str, target: str, sender: str, kind: str, session: str | None,
-                payload: bytes) -> bool:
+                payload: bytes) -> bool | Awaitable[bool]:
         mirror = self.rooms.get(room)
         if mirror is None:
             return False
@@ -516,11 +529,27 @@ class RedisPresence(Presence):
             self.sink.deliver_local(client, payload, sender, kind, session)
             return True
         instance = mirror.members.get(target)
-        if not instance or instance == self.id:
+        if instance == self.id:
             return False
         header = json.dumps([room, target, sender, kind, session]).encode()
-        self._enqueue("publish", f"{PREFIX}inst:{instance}", header + b"\n" + payload)
-        return True
+        if instance:
+            self._enqueue("publish", f"{PREFIX}inst:{instance}", header + b"\n" + payload)
+            return True
+        # Not in the mirror: online nowhere, or a login whose event has not reached this
+        # instance yet (its user may already have its userlist, and its partner may be
+        # quick). Redis decides, in the queue's order: relays keep theirs.
+        item = header + b"\n" + payload
+        future = self._enqueue("route", [_keys(room)[0]],
+                               [target, f"{PREFIX}inst:", len(item).to_bytes(4, "big") + item],
+                               result=True)
+        assert future is not None
+        return self._routed(future)
+
+    async def _routed(self, future: asyncio.Future[Any]) -> bool:
+        try:
+            return bool(int(await future))
+        except Exception:
+            return False  # Redis is unreachable: _down() says so; the relay is lost
 
     def broadcast(self, room: str, frame: bytes, *, exclude: str | None = None) -> None:
         # Presence goes through the room's events; only local users are written to here.

@@ -510,8 +510,12 @@ class SignalingServer:
         for action in actions:
             if type(action) is Deliver:
                 sender: str = action.conn.name  # type: ignore[assignment]
-                if not self.presence.deliver(action.room, action.target, sender, action.kind,
-                                             action.session, action.payload):
+                routed = self.presence.deliver(action.room, action.target, sender, action.kind,
+                                               action.session, action.payload)
+                if type(routed) is not bool:
+                    self._spawn(self._deliver_later(cast(Client, action.conn), action.target,
+                                                    cast(Awaitable[bool], routed)))
+                elif not routed:
                     self.execute(self.core.undeliverable(action.conn, action.target))
                 elif logger.isEnabledFor(logging.DEBUG):
                     logger.debug("%s %s -> %s", action.kind, shown(quote(sender)),
@@ -526,6 +530,11 @@ class SignalingServer:
             elif isinstance(action, Close):
                 self.close_client(cast(Client, action.conn), CloseCode(action.code),
                                   action.reason)
+
+    async def _deliver_later(self, client: Client, target: str,
+                             routed: Awaitable[bool]) -> None:
+        if not await routed and not client.closing and client.name is not None:
+            self.execute(self.core.undeliverable(client, target))
 
     def _claim(self, client: Client, room: str, name: str) -> None:
         answer = self.presence.claim(client, room, name)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from browser.pages import PeerFactory, sha256_hex
-from support import CliProcess, wait_for_event
+from support import CliProcess, slow_relay, wait_for_event
 
 from rtcxfer.errors import ExitCode
 from rtcxfer.protocol.codewords import WORDS
@@ -63,6 +63,29 @@ def test_the_page_receives_from_cli_send_code(peers: PeerFactory,
     saved = tmp_path / "saved.jpg"
     pending.value.save_as(saved)
     assert saved.read_bytes() == data
+
+
+def test_the_page_keeps_a_hello_that_outruns_the_senders_proof(peers: PeerFactory,
+                                                             cli_processes: list[CliProcess],
+                                                             tmp_path: Path) -> None:
+    """docs/protocol.md, code mode rule 5: the sender says hello once it checked our
+    proof; its own proof comes through the server, which may be slower than the direct
+    path. The page must keep that early hello (unread) until the proof, not drop it."""
+    data = os.urandom(70_000)
+    (tmp_path / "early.bin").write_bytes(data)
+    with slow_relay(peers.server.ws_url, lambda frame: '"confirm"' in frame,
+                    delay=1.5) as far_away:
+        sender = CliProcess(["send", "--server", far_away, "--json", "--code",
+                             str(tmp_path / "early.bin")])
+        cli_processes.append(sender)
+        code = wait_for_event(sender, "code", timeout=CLI_TIMEOUT)["code"]
+        page = peers.open()
+        page.page.fill("#code-input", code)
+        page.page.click("#code-receive-button")
+        assert "every file verified" in wait_for_code_status(page.page, "ok")
+        assert sender.wait(CLI_TIMEOUT) == ExitCode.OK, sender.stderr
+    item = page.page.locator("#code-received li[data-name='early.bin']")
+    assert item.get_attribute("data-sha256") == sha256_hex(data)
 
 
 def test_a_folder_by_code_reaches_the_page_as_one_zip(peers: PeerFactory,

@@ -126,6 +126,88 @@ async def test_relays_across_instances_keep_their_order(start_deployment, backen
         assert (await bob.recv())["candidate"]["candidate"] == f"candidate:{index}"
 
 
+class LateLink:
+    """A TCP hop to Redis whose answers (and subscription messages) arrive ``delay``
+    seconds late, in order: an instance far from Redis, or a busy one."""
+
+    def __init__(self, port: int, delay: float) -> None:
+        self.port = port
+        self.delay = delay
+        self.server: asyncio.Server | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._hop, "127.0.0.1", 0)
+        return f"redis://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def _hop(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.port)
+        self.writers += [writer, up_writer]
+        for task in (self._pump(reader, up_writer, 0.0),
+                     self._pump(up_reader, writer, self.delay)):
+            self.tasks.add(asyncio.create_task(task))
+
+    async def _pump(self, source: asyncio.StreamReader, target: asyncio.StreamWriter,
+                    delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+        async def late() -> None:
+            while (item := await queue.get())[1]:
+                await asyncio.sleep(max(0.0, item[0] - loop.time()))
+                target.write(item[1])
+            target.close()
+
+        writing = asyncio.create_task(late())
+        try:
+            while data := await source.read(65536):
+                queue.put_nowait((loop.time() + delay, data))
+        except ConnectionError:
+            pass
+        queue.put_nowait((loop.time() + delay, b""))
+        await writing
+
+    async def close(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for writer in self.writers:
+            writer.close()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+async def test_a_relay_right_after_a_login_elsewhere_reaches_the_new_user(
+        redis_server, redis_url, start_server, peer_factory):
+    """A user's login reply means every instance can relay to it at once, even one that
+    hears of the login late (docs/scaling.md): code mode relays to a name that never
+    shows up in anyone's list, right after it logged in."""
+    link = LateLink(redis_server.port, delay=0.3)
+    try:
+        far = await start_server(redis_url=await link.start())
+        near = await start_server(redis_url=redis_url)
+        await wait_health(far, 200)
+        alice = await peer_factory(far)
+        await alice.login("alice")
+        waiting = await peer_factory(near)
+        await waiting.login("rtcxfer-code-7")
+        await alice.send({"type": "candidate", "othername": "rtcxfer-code-7",
+                          "candidate": None})
+        assert await waiting.recv() == {"type": "candidate", "name": "alice",
+                                        "candidate": None}
+        await alice.send({"type": "candidate", "othername": "rtcxfer-code-7",
+                          "candidate": {"candidate": "second", "sdpMid": "0"}})
+        assert (await waiting.recv())["candidate"]["candidate"] == "second"
+        # A name online nowhere still gets its error, once Redis said so.
+        await alice.send({"type": "candidate", "othername": "nobody", "candidate": None})
+        assert await alice.recv() == {"type": "error", "message": 'user "nobody" is not online'}
+        await alice.sync()
+        await waiting.sync()
+    finally:
+        await link.close()
+
+
 @pytest.mark.slow
 def test_cli_transfer_between_instances(tmp_path: Path, redis_url: str) -> None:
     source = write_random_file(tmp_path / "out" / "data.bin", 2_000_000)

@@ -258,13 +258,16 @@ export async function receiveWithCode(url, text, { onStatus = () => {}, onFile =
     onStatus("connecting to the sender…");
     await session.answer(offer);
     const channel = await session.channel;
-    await prove(signaling, sender, messages, session, key, "receiver");
-    onStatus("the sender knows the code: receiving…");
+    // Listening from the moment the channel opens: the sender starts (its hello) as
+    // soon as it has our proof, which may be before we have its own. The frames wait
+    // in the receiver's queue; none is looked at before the proof (run() below).
     const receiver = new FileReceiver(channel, `code ${code.text}`, {
       decide: () => Promise.resolve(true),
       onProgress,
       onFile,
     });
+    await prove(signaling, sender, messages, session, key, "receiver");
+    onStatus("the sender knows the code: receiving…");
     const outcome = await receiver.run();
     if (outcome !== "accepted") {
       throw new CodeError("the transfer did not complete");
@@ -347,9 +350,10 @@ export async function sendWithCode(url, files, { onCode = () => {}, onStatus = (
     onStatus("connecting to the receiver…");
     await session.start();
     const channel = await session.channel;
+    // Listening before the proof, like the receiver: nothing the peer sends is lost.
+    const fileSender = new FileSender(channel, `code ${code.text}`, files, { onProgress });
     await prove(signaling, peer, messages, session, key, "sender");
     onStatus("the receiver knows the code: sending…");
-    const fileSender = new FileSender(channel, `code ${code.text}`, files, { onProgress });
     await fileSender.run();
     return fileSender;
   } finally {
