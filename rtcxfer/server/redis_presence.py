@@ -108,6 +108,9 @@ redis.call('PUBLISH', ARGV[2] .. owner, ARGV[3])
 return 1
 """
 
+# What the ordered queue runs, by the kind of its operation.
+QUEUED_SCRIPTS = {"claim": CLAIM, "release": RELEASE, "route": ROUTE}
+
 # KEYS: order, names, seq (of one room).  -> {seq, order, names}
 SNAPSHOT = """
 return {tonumber(redis.call('GET', KEYS[3]) or '0'), redis.call('ZRANGE', KEYS[1], 0, -1),
@@ -196,7 +199,6 @@ class RedisPresence(Presence):
         self.rooms: dict[str, Mirror] = {}
         self._claim = self.redis.register_script(CLAIM)
         self._release = self.redis.register_script(RELEASE)
-        self._route = self.redis.register_script(ROUTE)
         self._snapshot = self.redis.register_script(SNAPSHOT)
         self._heartbeat = self.redis.register_script(HEARTBEAT)
         self._reap = self.redis.register_script(REAP)
@@ -298,12 +300,10 @@ class RedisPresence(Presence):
                 relays.setdefault(channel, []).append(len(item).to_bytes(4, "big") + item)
                 continue
             publish_relays()
-            if op.kind == "claim":
-                await self._claim(keys=op.args[0], args=op.args[1], client=pipe)
-            elif op.kind == "route":
-                await self._route(keys=op.args[0], args=op.args[1], client=pipe)
-            else:
-                await self._release(keys=op.args[0], args=op.args[1], client=pipe)
+            # EVAL, not a registered script: redis-py runs a pipeline holding scripts
+            # only after a SCRIPT EXISTS round trip (a login would cost two).
+            keys, args = op.args
+            pipe.eval(QUEUED_SCRIPTS[op.kind], len(keys), *keys, *args)
             slots.append(op)
         publish_relays()
         try:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from redis_support import RedisServer
+from redis_support import LateLink, RedisServer
 from server.conftest import WsPeer, needs_redis
 from server.test_http import http_request
 from support import CliProcess, running_server, sha256_of, wait_for_event, write_random_file
@@ -124,58 +124,6 @@ async def test_relays_across_instances_keep_their_order(start_deployment, backen
                           "candidate": {"candidate": f"candidate:{index}", "sdpMid": "0"}})
     for index in range(300):
         assert (await bob.recv())["candidate"]["candidate"] == f"candidate:{index}"
-
-
-class LateLink:
-    """A TCP hop to Redis whose answers (and subscription messages) arrive ``delay``
-    seconds late, in order: an instance far from Redis, or a busy one."""
-
-    def __init__(self, port: int, delay: float) -> None:
-        self.port = port
-        self.delay = delay
-        self.server: asyncio.Server | None = None
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.writers: list[asyncio.StreamWriter] = []
-
-    async def start(self) -> str:
-        self.server = await asyncio.start_server(self._hop, "127.0.0.1", 0)
-        return f"redis://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
-
-    async def _hop(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.port)
-        self.writers += [writer, up_writer]
-        for task in (self._pump(reader, up_writer, 0.0),
-                     self._pump(up_reader, writer, self.delay)):
-            self.tasks.add(asyncio.create_task(task))
-
-    async def _pump(self, source: asyncio.StreamReader, target: asyncio.StreamWriter,
-                    delay: float) -> None:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
-
-        async def late() -> None:
-            while (item := await queue.get())[1]:
-                await asyncio.sleep(max(0.0, item[0] - loop.time()))
-                target.write(item[1])
-            target.close()
-
-        writing = asyncio.create_task(late())
-        try:
-            while data := await source.read(65536):
-                queue.put_nowait((loop.time() + delay, data))
-        except ConnectionError:
-            pass
-        queue.put_nowait((loop.time() + delay, b""))
-        await writing
-
-    async def close(self) -> None:
-        assert self.server is not None
-        self.server.close()
-        for writer in self.writers:
-            writer.close()
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
 async def test_a_relay_right_after_a_login_elsewhere_reaches_the_new_user(
