@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser.pages import PeerFactory, sha256_hex
+from browser.pages import BrowserPeer, PeerFactory, sha256_hex
 from support import CliProcess, slow_relay, wait_for_event
 
 from rtcxfer.errors import ExitCode
@@ -42,20 +42,28 @@ def wait_for_code_status(page, kind: str) -> str:  # type: ignore[no-untyped-def
     return text
 
 
+def page_receives_by_code(peers: PeerFactory, cli_processes: list[CliProcess], path: Path,
+                          server: str | None = None) -> BrowserPeer:
+    """`rtcxfer send --code PATH`; a fresh page (not logged in: a phone that only has
+    the code) types the code in; both must end well. Returns the page."""
+    sender = CliProcess(["send", "--server", server or peers.server.ws_url, "--json", "--code",
+                         str(path)])
+    cli_processes.append(sender)
+    code = wait_for_event(sender, "code", timeout=CLI_TIMEOUT)["code"]
+    page = peers.open()
+    page.page.fill("#code-input", code.upper())
+    page.page.click("#code-receive-button")
+    assert "every file verified" in wait_for_code_status(page.page, "ok")
+    assert sender.wait(CLI_TIMEOUT) == ExitCode.OK, sender.stderr
+    return page
+
+
 def test_the_page_receives_from_cli_send_code(peers: PeerFactory,
                                               cli_processes: list[CliProcess],
                                               tmp_path: Path) -> None:
     data = os.urandom(300_000)
     (tmp_path / "photo.jpg").write_bytes(data)
-    sender = CliProcess(["send", "--server", peers.server.ws_url, "--json", "--code",
-                         str(tmp_path / "photo.jpg")])
-    cli_processes.append(sender)
-    code = wait_for_event(sender, "code", timeout=CLI_TIMEOUT)["code"]
-    page = peers.open()  # not logged in: a phone that only has the code
-    page.page.fill("#code-input", code.upper())
-    page.page.click("#code-receive-button")
-    assert "every file verified" in wait_for_code_status(page.page, "ok")
-    assert sender.wait(CLI_TIMEOUT) == ExitCode.OK, sender.stderr
+    page = page_receives_by_code(peers, cli_processes, tmp_path / "photo.jpg")
     item = page.page.locator("#code-received li[data-name='photo.jpg']")
     assert item.get_attribute("data-sha256") == sha256_hex(data)
     with page.page.expect_download(timeout=UI_TIMEOUT_MS) as pending:
@@ -75,15 +83,8 @@ def test_the_page_keeps_a_hello_that_outruns_the_senders_proof(peers: PeerFactor
     (tmp_path / "early.bin").write_bytes(data)
     with slow_relay(peers.server.ws_url, lambda frame: '"confirm"' in frame,
                     delay=1.5) as far_away:
-        sender = CliProcess(["send", "--server", far_away, "--json", "--code",
-                             str(tmp_path / "early.bin")])
-        cli_processes.append(sender)
-        code = wait_for_event(sender, "code", timeout=CLI_TIMEOUT)["code"]
-        page = peers.open()
-        page.page.fill("#code-input", code)
-        page.page.click("#code-receive-button")
-        assert "every file verified" in wait_for_code_status(page.page, "ok")
-        assert sender.wait(CLI_TIMEOUT) == ExitCode.OK, sender.stderr
+        page = page_receives_by_code(peers, cli_processes, tmp_path / "early.bin",
+                                     server=far_away)
     item = page.page.locator("#code-received li[data-name='early.bin']")
     assert item.get_attribute("data-sha256") == sha256_hex(data)
 
@@ -98,15 +99,7 @@ def test_a_folder_by_code_reaches_the_page_as_one_zip(peers: PeerFactory,
         (tmp_path / name).write_bytes(data)
     dated = 981_173_106.0  # 2001-02-03: the zip must carry it, not the time it was built
     os.utime(tmp_path / "album/sub/b.txt", (dated, dated))
-    sender = CliProcess(["send", "--server", peers.server.ws_url, "--json", "--code",
-                         str(tmp_path / "album")])
-    cli_processes.append(sender)
-    code = wait_for_event(sender, "code", timeout=CLI_TIMEOUT)["code"]
-    page = peers.open()
-    page.page.fill("#code-input", code)
-    page.page.click("#code-receive-button")
-    assert "every file verified" in wait_for_code_status(page.page, "ok")
-    assert sender.wait(CLI_TIMEOUT) == ExitCode.OK, sender.stderr
+    page = page_receives_by_code(peers, cli_processes, tmp_path / "album")
     # One download for the folder, not a link per file.
     assert page.page.locator("#code-received li[data-testid='code-received-file'] a").count() == 0
     zipped = page.page.locator("#code-received li[data-testid='code-received-zip']")
