@@ -25,10 +25,10 @@ a name the mirror lacks is looked up by a script in the queue (its login event
 may not have arrived yet), and refused only when it is online nowhere. A dead
 instance stops renewing its lease; any other instance then runs the reaper
 script, which frees its names and publishes their ``offline`` events (partners
-find their ``leave`` from their own session records). When Redis is unreachable the instance says so
-(``/healthz`` 503 with the reason), refuses logins, and once Redis answers
-again re-claims its users and re-reads every mirror, telling its users what
-changed meanwhile.
+find their ``leave`` from their own session records). When Redis is unreachable
+the instance says so (``/healthz`` 503 with the reason), refuses logins, and
+once Redis answers again re-claims its users and re-reads every mirror, telling
+its users what changed meanwhile.
 """
 
 from __future__ import annotations
