@@ -163,19 +163,20 @@ async def test_memory_returns_near_baseline_after_a_storm_of_bad_handshakes():
         assert process.stdout is not None
         url = (await asyncio.wait_for(process.stdout.readline(), 20)).decode().split()[0]
         host, port = url.removeprefix("ws://").rsplit(":", 1)
-        rounds = 4
+        rounds = 6
         samples = []
         for _ in range(rounds):
             await partial_handshakes(host, int(port), 1500)
             await asyncio.sleep(2.5)  # the server's housekeeping pass runs every second
             samples.append(rss(process.pid))
-        # Memory after the first rounds holds what one round needs at its peak
-        # (the allocator's arenas may still grow in the second: one CI run sampled
-        # 37, 47, 42, 44 MiB); the following rounds must reuse it instead of piling
-        # up garbage (without cleanup each round of 1,500 adds about 8 MB, so the
-        # last sample would stand 16 MB above the second).
-        growth = samples[-1] - max(samples[:2])
-        assert growth < 6 * 1024 * 1024, [f"{sample / 2**20:.1f} MiB" for sample in samples]
+        # Memory after the first rounds holds what one round needs at its peak, give
+        # or take what the allocator's arenas do: runs sampled 37, 47, 42, 44 and
+        # 37, 40, 40, 47 MiB, a spike of up to 10 MB in any round. A leak only grows:
+        # without cleanup each round of 1,500 adds about 8 MB, so the smaller of the
+        # last two samples would stand at least 24 MB above the larger of the first two;
+        # a spike must hit both last rounds, by more than 14 MB, to fail this.
+        growth = min(samples[-2:]) - max(samples[:2])
+        assert growth < 14 * 1024 * 1024, [f"{sample / 2**20:.1f} MiB" for sample in samples]
     finally:
         process.terminate()
         await process.wait()
